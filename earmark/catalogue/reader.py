@@ -1,0 +1,144 @@
+"""Read-only, memory-mapped view of a catalogue for matching (one per worker process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from earmark.catalogue.store import SEGMENT_FORMAT, Catalogue, Recording
+from earmark.errors import CatalogueError, ParamsMismatchError
+from earmark.index import FaissBinaryIndex
+
+
+@dataclass(frozen=True)
+class WindowHits:
+    """Flat search results: one row per (query window, catalogue window) neighbour pair.
+
+    All arrays have the same length; ``qpos`` and ``rpos`` are item indexes (query, recording).
+    """
+
+    qpos: np.ndarray  # int64
+    rec_id: np.ndarray  # int64
+    rpos: np.ndarray  # int64
+    distance: np.ndarray  # int32, Hamming bits over the window
+
+
+@dataclass
+class _Segment:
+    name: str
+    codes: np.ndarray
+    active: np.ndarray
+    rec_ids: np.ndarray
+    rec_starts: np.ndarray
+    win_item: np.ndarray
+    index: FaissBinaryIndex
+
+
+class CatalogueReader:
+    """Everything the matcher needs, memory-mapped: window search, reference codes, metadata."""
+
+    def __init__(self, root: str | os.PathLike, *, mmap: bool = True):
+        with Catalogue.open(root) as cat:
+            self.root = Path(root)
+            self.config = cat.config
+            self.params_id = cat.config.params_id
+            self.window_width = int(cat.manifest["window_width"])
+            self.digest = cat.digest()
+            seg_names = cat.segment_names()
+            self.recordings: dict[int, Recording] = {r.rec_id: r for r in cat.recordings()}
+        mode = "r" if mmap else None
+        self._segments: list[_Segment] = []
+        self._where: dict[int, tuple[int, int, int]] = {}  # rec_id -> (segment index, start, end)
+        for name in seg_names:
+            d = self.root / "segments" / name
+            try:
+                m = json.loads((d / "manifest.json").read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise CatalogueError(f"{d}: unreadable segment manifest: {e}") from e
+            if m.get("format") != SEGMENT_FORMAT:
+                raise CatalogueError(f"{d}: not an earmark segment")
+            if m.get("params_id") != self.params_id:
+                raise ParamsMismatchError(
+                    f"{d}: segment fingerprints use parameters {m.get('params_id')}, "
+                    f"the catalogue uses {self.params_id}"
+                )
+            if int(m.get("window_width", -1)) != self.window_width:
+                raise ParamsMismatchError(f"{d}: window width {m.get('window_width')} != {self.window_width}")
+            seg = _Segment(
+                name=name,
+                codes=np.load(d / "codes.npy", mmap_mode=mode, allow_pickle=False),
+                active=np.load(d / "active.npy", mmap_mode=mode, allow_pickle=False),
+                rec_ids=np.load(d / "rec_ids.npy", allow_pickle=False),
+                rec_starts=np.load(d / "rec_starts.npy", allow_pickle=False),
+                win_item=np.load(d / "win_item.npy", mmap_mode=mode, allow_pickle=False),
+                index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
+            )
+            si = len(self._segments)
+            self._segments.append(seg)
+            for j, rid in enumerate(seg.rec_ids):
+                self._where[int(rid)] = (si, int(seg.rec_starts[j]), int(seg.rec_starts[j + 1]))
+        self._live = np.array(sorted(self.recordings), dtype=np.int64)
+        self.n_items_live = sum(r.n_items for r in self.recordings.values())
+
+    @property
+    def n_recordings(self) -> int:
+        return len(self.recordings)
+
+    def search(self, windows: np.ndarray, qpos: np.ndarray, *, k: int, max_distance: int) -> WindowHits:
+        """Nearest catalogue windows of each query window, within ``max_distance`` bits.
+
+        Parameters
+        ----------
+        windows : np.ndarray, shape (q, 4 * window_width), uint8
+            Packed query windows.
+        qpos : np.ndarray, shape (q,), int64
+            Item index of each query window in the query.
+        k : int
+            Neighbours per window and segment.
+        max_distance : int
+            Neighbours farther than this many bits are dropped.
+        """
+        out_q, out_r, out_p, out_d = [], [], [], []
+        for seg in self._segments:
+            if len(windows) == 0 or seg.index.ntotal == 0:
+                continue
+            hits = seg.index.search(windows, k)
+            keep = (hits.ids >= 0) & (hits.distances <= max_distance)
+            rows, cols = np.nonzero(keep)
+            item = np.asarray(seg.win_item)[hits.ids[rows, cols]]
+            which = np.searchsorted(seg.rec_starts, item, side="right") - 1
+            rec = seg.rec_ids[which]
+            out_q.append(qpos[rows])
+            out_r.append(rec)
+            out_p.append(item - seg.rec_starts[which])
+            out_d.append(hits.distances[rows, cols])
+        if not out_q:
+            z = np.zeros(0, np.int64)
+            return WindowHits(z, z, z, np.zeros(0, np.int32))
+        rec = np.concatenate(out_r)
+        live = np.isin(rec, self._live)
+        return WindowHits(
+            qpos=np.concatenate(out_q)[live],
+            rec_id=rec[live],
+            rpos=np.concatenate(out_p)[live],
+            distance=np.concatenate(out_d)[live],
+        )
+
+    def ref(self, rec_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (uint32) and active mask (bool) of one recording, as read-only views."""
+        si, a, b = self._where[int(rec_id)]
+        seg = self._segments[si]
+        return seg.codes[a:b], seg.active[a:b]
+
+
+def open_reader(root: str | os.PathLike) -> CatalogueReader:
+    """Open a catalogue for matching; raises CatalogueError if it is not one."""
+    try:
+        return CatalogueReader(root)
+    except sqlite3.Error as e:
+        raise CatalogueError(f"{root}: unreadable catalogue database: {e}") from e

@@ -1,0 +1,272 @@
+"""The ``earmark`` command: a thin layer over the Python API.
+
+Exit status of ``earmark scan`` (as clamscan): 0 the scan completed and found nothing, 1 it completed
+and found catalogue recordings, 2 it could not run (bad arguments, unreadable catalogue). Unreadable
+items never change it: they are ``error`` lines in the report. Other commands exit 0 on success,
+1 when some items failed, 2 when the command could not run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from earmark import __version__
+from earmark.errors import EarmarkError
+
+EXIT_OK, EXIT_FOUND, EXIT_FAILED = 0, 1, 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"earmark: error: {message}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn library errors into one clear line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EarmarkError as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            click.echo("earmark: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+class Progress:
+    """A bar on a terminal, a plain line every few seconds in logs."""
+
+    def __init__(self, label: str, total: int | None = None, *, every_s: float = 10.0):
+        self.label = label
+        self.count = 0
+        self.every_s = every_s
+        self._last = time.monotonic()
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=label, unit="item", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, postfix: str = "") -> None:
+        self.count += 1
+        if self._bar is not None:
+            self._bar.update(1)
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
+        elif time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            click.echo(f"{self.label}: {self.count} items {postfix}", err=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="earmark")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Find a label's recordings inside AI training datasets."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------------------- catalogue
+@cli.group()
+def catalogue() -> None:
+    """Register recordings and inspect a catalogue."""
+
+
+_catalogue_opt = click.option(
+    "--catalogue", "-c", "cat_path", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Catalogue directory.",
+)
+_workers_opt = click.option(
+    "--workers", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores)."
+)
+
+
+@catalogue.command("add")
+@_catalogue_opt
+@click.option("--metadata", "-m", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CSV with track_id, isrc, title, artist, rights_holder and path (relative to the CSV).")
+@click.argument("audio_dir", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_workers_opt
+@handle_errors
+def catalogue_add(cat_path: Path, metadata: Path | None, audio_dir: Path | None, workers: int | None) -> None:
+    """Register recordings from a metadata CSV or from a folder of audio (tags and file names).
+
+    The catalogue is created if missing. Audio already registered (same SHA-256) is skipped.
+    """
+    from earmark.catalogue.metadata import read_csv, specs_from_folder
+    from earmark.catalogue.store import Catalogue
+    from earmark.parallel import default_workers
+
+    if (metadata is None) == (audio_dir is None):
+        raise click.UsageError("give either --metadata CSV or an AUDIO_DIR (one of them)")
+    specs = read_csv(metadata) if metadata is not None else specs_from_folder(audio_dir)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    with Catalogue.open(cat_path, create=True) as cat:
+        bar = Progress("registering", total=len(specs))
+        try:
+            result = cat.add(specs, workers=workers or default_workers(), progress=lambda o: bar.update())
+        finally:
+            bar.close()
+        for o in result.outcomes:
+            if o.status == "error":
+                click.echo(f"  error     {o.track_id}: {o.path}: {o.detail}", err=True)
+            elif o.status == "duplicate":
+                click.echo(f"  duplicate {o.track_id}: {o.detail}", err=True)
+        stats = cat.stats()
+    click.echo(
+        f"added {result.count('added')}, duplicates {result.count('duplicate')}, "
+        f"errors {result.count('error')} in {time.monotonic() - t0:.1f} s; catalogue now holds "
+        f"{stats['recordings']} recordings ({stats['hours']:.2f} h)"
+    )
+    sys.exit(EXIT_FOUND if result.count("error") else EXIT_OK)
+
+
+@catalogue.command("list")
+@_catalogue_opt
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@handle_errors
+def catalogue_list(cat_path: Path, as_json: bool) -> None:
+    """List registered recordings."""
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        recs = cat.recordings()
+    for r in recs:
+        if as_json:
+            click.echo(json.dumps({"track_id": r.track_id, **r.metadata()}, sort_keys=True))
+        else:
+            click.echo(f"{r.track_id}\t{r.isrc}\t{r.artist}\t{r.title}\t{r.duration_s:.1f}s\t{r.rights_holder}")
+    if not as_json:
+        click.echo(f"{len(recs)} recordings", err=True)
+
+
+@catalogue.command("show")
+@_catalogue_opt
+@click.argument("track_id", required=False)
+@handle_errors
+def catalogue_show(cat_path: Path, track_id: str | None) -> None:
+    """Show one recording (by track_id or ISRC), or the catalogue's summary without TRACK_ID."""
+    from dataclasses import asdict
+
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        if track_id is None:
+            info = {**cat.stats(), "manifest": cat.manifest}
+        else:
+            info = asdict(cat.get(track_id))
+    click.echo(json.dumps(info, indent=1, sort_keys=True))
+
+
+@catalogue.command("remove")
+@_catalogue_opt
+@click.argument("track_ids", nargs=-1, required=True)
+@handle_errors
+def catalogue_remove(cat_path: Path, track_ids: tuple[str, ...]) -> None:
+    """Remove recordings (by track_id or ISRC): they are no longer matched."""
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        for t in track_ids:
+            rec = cat.remove(t)
+            click.echo(f"removed {rec.track_id} ({rec.artist} - {rec.title})")
+
+
+# ---------------------------------------------------------------------------------------- scan
+def format_summary(s: dict) -> str:
+    hours = s["audio_hours"]
+    wall = s["wall_seconds"] or 1e-9
+    lines = [
+        f"items scanned     {s['items']}" + (f"  (skipped {s['skipped_files']} non-media files)"
+                                            if s["skipped_files"] else ""),
+        f"  matched         {s['matched']}  ({s['matches']} matches of {s['recordings_found']} recordings)",
+        f"  no match        {s['no_match']}",
+        f"  no signal       {s['no_signal']}  (too short or silent to judge)",
+        f"  errors          {s['errors']}  (unreadable; see the report's error lines)",
+        f"audio             {hours:.3f} h",
+        f"time              {s['wall_seconds']:.1f} s wall, {s['cpu_seconds']:.1f} s CPU, {s['workers']} workers",
+        f"throughput        {hours * 3600 / wall:.0f}x real time",
+    ]
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@_catalogue_opt
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Scan folder: report.jsonl, manifest and state go here.")
+@_workers_opt
+@click.option("--overwrite", is_flag=True, help="Replace an earlier scan in the --out folder.")
+@click.option("--all-files", is_flag=True, help="Try every file, not only media by extension.")
+@click.option("--max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
+              help="Report matches whose false-match probability is at most this (default 1e-4).")
+@handle_errors
+def scan(dataset: Path, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool,
+         all_files: bool, max_fmp: float | None) -> None:
+    """Scan DATASET (a folder, recursively, or one file) for catalogue recordings.
+
+    Writes OUT/report.jsonl with one line per item. Exit status: 0 nothing found, 1 catalogue
+    recordings found, 2 the scan could not run.
+    """
+    from dataclasses import replace
+
+    from earmark.scan.run import scan as run_scan
+    from earmark.scan.worker import ScanSettings
+
+    settings = ScanSettings()
+    if max_fmp is not None:
+        settings = replace(settings, match=replace(settings.match, max_fmp=max_fmp))
+    bar = Progress("scanning")
+    found = [0]
+
+    def on_result(r) -> None:
+        found[0] += r.status == "match"
+        bar.update(f"matched {found[0]}")
+
+    try:
+        summary = run_scan(dataset, cat_path, out_dir, settings=settings, workers=workers,
+                           overwrite=overwrite, all_files=all_files, argv=sys.argv, on_result=on_result)
+    finally:
+        bar.close()
+    click.echo(format_summary(summary.to_dict()))
+    click.echo(f"report            {out_dir / 'report.jsonl'}")
+    sys.exit(EXIT_FOUND if summary.matched else EXIT_OK)
+
+
+# ---------------------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo-out"), show_default=True, help="Where the demo writes its files.")
+@_workers_opt
+@handle_errors
+def demo(out_dir: Path, workers: int | None) -> None:
+    """Generate a synthetic catalogue and dataset, register, scan, and print what was found."""
+    from earmark.demo import run_demo
+
+    result = run_demo(out_dir, workers=workers, echo=click.echo)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def main() -> None:
+    cli(prog_name="earmark")
+
+
+if __name__ == "__main__":
+    main()

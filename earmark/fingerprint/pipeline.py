@@ -1,0 +1,47 @@
+"""Decode an input and fingerprint it in one streaming pass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from earmark.audio import AudioSource, StreamInfo, open_stream
+from earmark.fingerprint import chromaprint
+from earmark.fingerprint.base import Fingerprint
+
+
+@dataclass(frozen=True)
+class FingerprintedAudio:
+    """A fingerprint with what the decoder said about the input and how loud it was."""
+
+    fingerprint: Fingerprint
+    info: StreamInfo
+    peak: float  # largest absolute sample value
+    rms_dbfs: float  # loudness of the whole input
+
+
+def fingerprint_source(
+    source: AudioSource, config: chromaprint.ChromaprintConfig, *, name: str | None = None
+) -> FingerprintedAudio:
+    """Decode ``source`` to 11025 Hz mono and compute its Chromaprint fingerprint, block by block.
+
+    Raises the typed decode errors of :func:`earmark.audio.open_stream`.
+    """
+    stats = {"peak": 0.0, "sumsq": 0.0, "n": 0}
+
+    def measured(blocks):
+        for b in blocks:
+            if len(b):
+                stats["peak"] = max(stats["peak"], float(abs(b).max()))
+                stats["sumsq"] += float(b.astype("float64") @ b.astype("float64"))
+                stats["n"] += len(b)
+            yield b
+
+    with open_stream(source, sr=config.sample_rate, name=name) as st:
+        fp = chromaprint.extract_blocks(measured(st.blocks()), config)
+        info = st.info
+
+
+    rms = math.sqrt(stats["sumsq"] / stats["n"]) if stats["n"] else 0.0
+    rms_dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
+    return FingerprintedAudio(fingerprint=fp, info=info, peak=stats["peak"], rms_dbfs=rms_dbfs)

@@ -1,0 +1,331 @@
+"""Chromaprint matching: retrieve candidate alignments, follow each diagonal, verify spans.
+
+Stages, each a small function over arrays:
+
+1. :func:`candidate_diagonals` — FAISS k-NN of every 8-item query window among the catalogue's
+   windows; each neighbour votes for (recording, diagonal = ref item - query item).
+2. :func:`diagonal_errors` — for one candidate, the bit errors of every aligned item pair.
+3. :func:`find_spans` — the stretches of the diagonal where the two agree far better than chance
+   (smoothed error below a threshold, edges trimmed by a maximum-sum subarray).
+4. Verification — each span's bit error rate over its evidence items is turned into a false-match
+   probability by :class:`~earmark.match.model.NullModel`; spans above the threshold are dropped,
+   overlapping spans keep the strongest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from earmark.catalogue.reader import CatalogueReader
+from earmark.errors import ParameterError
+from earmark.fingerprint import chromaprint
+from earmark.fingerprint.base import Fingerprint
+from earmark.index import pack_windows, window_ok
+from earmark.match.model import Match, NullModel
+
+#: Seconds of audio summarised by one item, beyond its start (frame + classifier context).
+ITEM_SPAN_S = (chromaprint.FRAME_SIZE + (chromaprint.ITEM_SPAN_FRAMES - 1) * chromaprint.HOP) / (
+    chromaprint.SAMPLE_RATE
+)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Thresholds of the Chromaprint matcher (documented in ``docs/matching.md``).
+
+    Attributes
+    ----------
+    k : int
+        Neighbours retrieved per query window.
+    max_window_distance : int
+        Neighbours farther than this (bits of 256) cast no vote.
+    max_candidates : int
+        Diagonals verified per item, the most voted first.
+    smooth_items : int
+        Items in the moving window that finds matching stretches of a diagonal.
+    span_ber : float
+        A stretch belongs to a span where its smoothed bit error rate is at most this.
+    trim_ber : float
+        Span edges are trimmed to the maximum-sum subarray of ``trim_ber - error``.
+    merge_gap_items : int
+        Stretches of one diagonal closer than this are one span.
+    min_items : int
+        Fewest evidence items a reported span may have.
+    max_fmp : float
+        Largest false-match probability reported as a match.
+    max_ber : float
+        Largest bit error rate of a reported span. Different recordings that share material (a
+        theme reused across one artist's soundtrack) can agree at 0.19 over ten seconds, while
+        re-encoded, cropped, EQ'd or moderately noisy copies stay below 0.18.
+    min_contrast : float
+        A span must beat its chance bit error rate (see :func:`span_evidence`) by this much, so
+        silence, noise, tones and static textures that agree everywhere are not matches.
+    max_overlap : float
+        Share of the shorter of two spans that may overlap in item time before the weaker is dropped.
+    repeat_ber_margin : float
+        A second place in the same recording (a repeated passage) matching the same stretch is also
+        reported when its bit error rate is within this margin of the best one's.
+    """
+
+    k: int = 8
+    max_window_distance: int = 96
+    max_candidates: int = 48
+    smooth_items: int = 16
+    span_ber: float = 0.36
+    trim_ber: float = 0.38
+    merge_gap_items: int = 24
+    min_items: int = 12
+    max_fmp: float = 1e-6
+    max_ber: float = 0.18
+    min_contrast: float = 0.10
+    max_overlap: float = 0.5
+    repeat_ber_margin: float = 0.03
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_fmp <= 1:
+            raise ParameterError(f"max_fmp={self.max_fmp} must be in (0, 1]")
+        if not 0 < self.span_ber < 0.5:
+            raise ParameterError(f"span_ber={self.span_ber} must be in (0, 0.5)")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch ``[start, end)`` of query items on diagonal ``diag`` of recording ``rec_id``."""
+
+    rec_id: int
+    diag: int
+    start: int
+    end: int
+    n_items: int
+    n_eff: int
+    ber: float
+    chance_ber: float
+    log10_fmp: float
+
+
+def candidate_diagonals(
+    fp: Fingerprint, reader: CatalogueReader, config: MatchConfig
+) -> list[tuple[int, int, int]]:
+    """(rec_id, diagonal, votes) of the most voted alignments, most votes first.
+
+    A vote is a distinct query window whose neighbour lies on the diagonal (±1 item: votes of the
+    two neighbouring diagonals count too, since a copy's frames fall between the recording's).
+    """
+    width = reader.window_width
+    qidx = np.flatnonzero(window_ok(fp.active, width=width))
+    if len(qidx) == 0:
+        return []
+    windows = pack_windows(fp.codes, width=width)[qidx]
+    hits = reader.search(windows, qidx, k=config.k, max_distance=config.max_window_distance)
+    if len(hits.qpos) == 0:
+        return []
+    diag = hits.rpos - hits.qpos
+    # one vote per (rec, diag, query window)
+    triples = np.unique(np.stack([hits.rec_id, diag, hits.qpos], axis=1), axis=0)
+    pairs, votes = np.unique(triples[:, :2], axis=0, return_counts=True)
+    # add the neighbouring diagonals' votes
+    lookup = {(int(r), int(d)): int(v) for (r, d), v in zip(pairs, votes, strict=True)}
+    soft = np.array(
+        [v + lookup.get((int(r), int(d) - 1), 0) + lookup.get((int(r), int(d) + 1), 0)
+         for (r, d), v in zip(pairs, votes, strict=True)]
+    )
+    order = np.lexsort((pairs[:, 1], pairs[:, 0], -soft))[: config.max_candidates]
+    return [(int(pairs[i, 0]), int(pairs[i, 1]), int(soft[i])) for i in order]
+
+
+def diagonal_errors(
+    q_codes: np.ndarray, q_active: np.ndarray, r_codes: np.ndarray, r_active: np.ndarray, diag: int
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Bit errors along a diagonal.
+
+    Returns
+    -------
+    first : int
+        Query item index of the first aligned pair.
+    errors : np.ndarray, int32
+        Differing bits (0..32) of each aligned item pair ``(first + j, first + j + diag)``.
+    valid : np.ndarray, bool
+        Both items carry evidence (non-silent).
+    """
+    lo = max(0, -diag)
+    hi = min(len(q_codes), len(r_codes) - diag)
+    if hi <= lo:
+        return lo, np.zeros(0, np.int32), np.zeros(0, bool)
+    q = np.asarray(q_codes[lo:hi], dtype=np.uint32)
+    r = np.asarray(r_codes[lo + diag : hi + diag], dtype=np.uint32)
+    err = np.bitwise_count(q ^ r).astype(np.int32)
+    valid = np.asarray(q_active[lo:hi], bool) & np.asarray(r_active[lo + diag : hi + diag], bool)
+    return lo, err, valid
+
+
+def _max_subarray(x: np.ndarray) -> tuple[int, int]:
+    """Bounds [a, b) of the maximum-sum contiguous subarray (first one on ties)."""
+    best, best_a, best_b = -math.inf, 0, 0
+    run, a = 0.0, 0
+    for i, v in enumerate(x.tolist()):
+        if run <= 0:
+            run, a = v, i
+        else:
+            run += v
+        if run > best:
+            best, best_a, best_b = run, a, i + 1
+    return best_a, best_b
+
+
+def find_spans(errors: np.ndarray, valid: np.ndarray, config: MatchConfig) -> list[tuple[int, int]]:
+    """Stretches ``[a, b)`` of a diagonal where the two fingerprints agree far better than chance."""
+    n = len(errors)
+    if n == 0 or valid.sum() == 0:
+        return []
+    e = np.where(valid, errors / 32.0, 0.0)
+    w = min(config.smooth_items, n)
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    cv = np.concatenate([[0], np.cumsum(valid)])
+    starts = np.arange(n - w + 1)
+    cnt = cv[starts + w] - cv[starts]
+    local = np.where(cnt > 0, (ce[starts + w] - ce[starts]) / np.maximum(cnt, 1), 1.0)
+    good = (local <= config.span_ber) & (cnt >= max(1, w // 2))
+    if not good.any():
+        return []
+    # a good window marks all of its items
+    mark = np.zeros(n + 1, np.int32)
+    idx = np.flatnonzero(good)
+    np.add.at(mark, idx, 1)
+    np.add.at(mark, idx + w, -1)
+    covered = np.cumsum(mark[:n]) > 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], covered.astype(np.int8), [0]])))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= config.merge_gap_items:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    spans = []
+    gain = np.where(valid, config.trim_ber - errors / 32.0, 0.0)
+    for a, b in merged:
+        ta, tb = _max_subarray(gain[a:b])
+        if tb > ta:
+            spans.append((a + ta, a + tb))
+    return spans
+
+
+#: Shifts (items) of the off-diagonal comparisons that measure a span's local chance agreement.
+NULL_SHIFTS = np.array([-256, -192, -128, -96, -64, -48, -32, -16, 16, 32, 48, 64, 96, 128, 192, 256])
+
+
+def span_evidence(q: np.ndarray, r_codes: np.ndarray, ridx: np.ndarray) -> tuple[int, float]:
+    """Distinct aligned code pairs, and the bit error rate this query span reaches by chance.
+
+    The chance rate is the lower of two estimates: one from the two sides' own bit frequencies
+    (0.5 for fair bits, lower for silence, noise and tones), and the median bit error rate of the
+    same query span against the same recording shifted by :data:`NULL_SHIFTS` (wrapping around).
+    A static texture (a drone, rain, an ambient pad) agrees with its recording almost as well at
+    every shift; a true alignment agrees only on its own diagonal (and at a few repeats).
+
+    Parameters
+    ----------
+    q : np.ndarray, shape (n,), uint32
+        Query evidence items.
+    r_codes : np.ndarray, shape (m,), uint32
+        All items of the recording.
+    ridx : np.ndarray, shape (n,), int64
+        Recording item aligned with each query item.
+    """
+    if len(q) == 0:
+        return 0, 0.5
+    r = np.asarray(r_codes[ridx], dtype=np.uint32)
+    n_eff = len(np.unique((q.astype(np.uint64) << np.uint64(32)) | r.astype(np.uint64)))
+    qb = np.unpackbits(q.astype("<u4").view(np.uint8).reshape(-1, 4), axis=1).mean(axis=0)
+    rb = np.unpackbits(r.astype("<u4").view(np.uint8).reshape(-1, 4), axis=1).mean(axis=0)
+    marginal = float(np.mean(qb * (1 - rb) + (1 - qb) * rb))
+    m = len(r_codes)
+    shifted = np.asarray(r_codes, dtype=np.uint32)[(ridx[None, :] + NULL_SHIFTS[:, None]) % m]
+    local = float(np.median(np.bitwise_count(q[None, :] ^ shifted).mean(axis=1))) / 32
+    return n_eff, min(marginal, local)
+
+
+def _overlap(a: Span, b: Span) -> float:
+    inter = min(a.end, b.end) - max(a.start, b.start)
+    return max(0, inter) / max(1, min(a.end - a.start, b.end - b.start))
+
+
+def match_fingerprint(
+    fp: Fingerprint,
+    reader: CatalogueReader,
+    config: MatchConfig | None = None,
+    null: NullModel | None = None,
+) -> list[Match]:
+    """Every catalogue recording found in ``fp``, strongest first, at most one per query stretch.
+
+    Raises
+    ------
+    ParamsMismatchError
+        (from the caller's check) fingerprints and catalogue must share ``params_id``.
+    """
+    config = config or MatchConfig()
+    null = null or NullModel()
+    if fp.params_id != reader.params_id:
+        from earmark.errors import ParamsMismatchError
+
+        raise ParamsMismatchError(
+            f"fingerprint parameters {fp.params_id} differ from the catalogue's {reader.params_id}"
+        )
+    spans: list[Span] = []
+    n_query = len(fp)
+    for rec_id, diag, _votes in candidate_diagonals(fp, reader, config):
+        r_codes, r_active = reader.ref(rec_id)
+        first, err, valid = diagonal_errors(fp.codes, fp.active, r_codes, r_active, diag)
+        for a, b in find_spans(err, valid, config):
+            n_ev = int(valid[a:b].sum())
+            if n_ev < config.min_items:
+                continue
+            ok = valid[a:b]
+            ber = float(err[a:b][ok].sum()) / (32 * n_ev)
+            qi = np.arange(first + a, first + b)[ok]
+            n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
+            lf = null.log10_fmp(ber, n_eff, catalogue_items=reader.n_items_live, query_items=n_query)
+            spans.append(Span(rec_id, diag, first + a, first + b, n_ev, n_eff, ber, chance, lf))
+    threshold = math.log10(config.max_fmp)
+    spans.sort(key=lambda s: (s.log10_fmp, -s.n_items, s.rec_id, s.diag, s.start))
+    kept: list[Span] = []
+    for s in spans:
+        if s.log10_fmp > threshold:
+            break
+        if s.ber > config.max_ber or s.chance_ber - s.ber < config.min_contrast:
+            continue
+        rivals = [k for k in kept if _overlap(s, k) > config.max_overlap]
+        # A recording that repeats a passage (loops, choruses) matches the same stretch of the query
+        # at several places: all of them are reported when the evidence is as strong.
+        if all(k.rec_id == s.rec_id and abs(k.diag - s.diag) > config.smooth_items
+               and s.ber <= k.ber + config.repeat_ber_margin for k in rivals):
+            kept.append(s)
+    dt = fp.item_duration
+    out = []
+    for s in kept:
+        rec = reader.recordings[s.rec_id]
+        q0 = s.start * dt
+        q1 = min(fp.duration, (s.end - 1) * dt + ITEM_SPAN_S)
+        r0 = (s.start + s.diag) * dt
+        r1 = min(rec.duration_s, r0 + (q1 - q0))
+        out.append(
+            Match(
+                track_id=rec.track_id,
+                rec_id=s.rec_id,
+                query_start=q0,
+                query_end=max(q0, q1),
+                ref_start=r0,
+                ref_end=max(r0, r1),
+                score=-s.log10_fmp,
+                fmp=10**s.log10_fmp,
+                ber=s.ber,
+                chance_ber=s.chance_ber,
+                n_items=s.n_items,
+                n_distinct=s.n_eff,
+            )
+        )
+    out.sort(key=lambda m: (m.query_start, m.track_id))
+    return out

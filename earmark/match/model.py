@@ -1,0 +1,113 @@
+"""Match values and the null model that turns aligned evidence into a false-match probability."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from scipy.special import log_ndtr
+
+from earmark.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Match:
+    """One catalogue recording found in one span of a dataset item.
+
+    Times are seconds. ``query_*`` are in the dataset item, ``ref_*`` in the recording.
+
+    Attributes
+    ----------
+    score : float
+        ``-log10(fmp)``: 6 means a chance alignment this strong has probability at most 1e-6
+        for this item against the whole catalogue.
+    fmp : float
+        False-match probability under the null model (see ``docs/matching.md``).
+    ber : float
+        Bit error rate between the item and the recording over the aligned span (0 = identical,
+        0.5 = unrelated).
+    chance_ber : float
+        Bit error rate expected between unrelated audio with the same bit statistics as the two
+        sides (0.5 for music; lower for silence, noise and tones, which agree by chance).
+    n_items : int
+        Aligned fingerprint items that carry evidence (non-silent on both sides).
+    n_distinct : int
+        Distinct aligned code pairs among them (the evidence the null model counts).
+    """
+
+    track_id: str
+    rec_id: int
+    query_start: float
+    query_end: float
+    ref_start: float
+    ref_end: float
+    score: float
+    fmp: float
+    ber: float
+    chance_ber: float
+    n_items: int
+    n_distinct: int
+    family: str = "chromaprint"
+    time_factor: float = 1.0
+    pitch_st: float = 0.0
+    transform: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.query_end < self.query_start or self.ref_end < self.ref_start:
+            raise ParameterError(f"match spans must not be reversed: {self}")
+        if not 0.0 <= self.fmp <= 1.0:
+            raise ParameterError(f"fmp={self.fmp} must be a probability")
+
+    @property
+    def duration(self) -> float:
+        return self.query_end - self.query_start
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        for k in ("query_start", "query_end", "ref_start", "ref_end"):
+            d[k] = round(d[k], 3)
+        d["matched_duration"] = round(self.duration, 3)
+        d["score"] = round(self.score, 2)
+        d["fmp"] = float(f"{self.fmp:.3g}")
+        d["ber"] = round(self.ber, 4)
+        d["chance_ber"] = round(self.chance_ber, 4)
+        return d
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """Chance agreement of Chromaprint bits between unrelated audio.
+
+    Under the null hypothesis the two aligned item sequences are independent and their bits agree
+    half the time (``mu = 0.5``). Only distinct aligned code pairs count as evidence (a held note
+    or a tone repeats one comparison many times). Neighbouring items share most of their audio, so
+    the spread of the chance bit error rate is ``inflation`` times that of independent bits,
+    ``sqrt(mu (1 - mu) / (32 n))``. Degenerate audio whose bits are not fair (silence, noise, tones,
+    static textures) is not covered by this model; the matcher rejects it separately by demanding a
+    contrast with the span's own chance agreement (``MatchConfig.min_contrast``).
+
+    The false-match probability of a span is the normal tail of its bit error rate below ``mu``,
+    multiplied by the number of alignments tried (Bonferroni): every item of every recording as a
+    start, times the number of ``window_items``-long windows in the query (span boundaries are
+    chosen from the data, so each window is a fresh chance).
+    """
+
+    inflation: float = 3.0
+    window_items: int = 80  # about 10 s of items per independent query window
+
+    def log10_tail(self, ber: float, n_eff: int, mu: float = 0.5) -> float:
+        """log10 P(BER <= ``ber``) over ``n_eff`` distinct item pairs of independent audio."""
+        if n_eff <= 0 or mu <= 0:
+            return 0.0
+        sigma = self.inflation * math.sqrt(mu * (1 - mu) / (32 * n_eff))
+        return float(log_ndtr((ber - mu) / sigma)) / math.log(10)
+
+    def n_tests(self, *, catalogue_items: int, query_items: int) -> float:
+        return max(1, catalogue_items) * max(1.0, query_items / self.window_items)
+
+    def log10_fmp(
+        self, ber: float, n_eff: int, *, mu: float = 0.5, catalogue_items: int, query_items: int
+    ) -> float:
+        """log10 of the false-match probability (<= 0)."""
+        m = self.n_tests(catalogue_items=catalogue_items, query_items=query_items)
+        return min(0.0, self.log10_tail(ber, n_eff, mu) + math.log10(m))

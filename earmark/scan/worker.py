@@ -1,0 +1,111 @@
+"""Scan one item: hash, decode, fingerprint, match. Never raises for a bad item."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from earmark.catalogue.reader import CatalogueReader
+from earmark.errors import DecodeError, EarmarkError
+from earmark.fingerprint.pipeline import fingerprint_source
+from earmark.match.chromaprint import MatchConfig, match_fingerprint
+from earmark.match.model import Match, NullModel
+from earmark.scan.items import Item
+
+log = logging.getLogger(__name__)
+
+#: Whole inputs quieter than this are "silent".
+SILENT_DBFS = -60.0
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Everything that decides a scan's results (recorded in the scan manifest)."""
+
+    match: MatchConfig = field(default_factory=MatchConfig)
+    null: NullModel = field(default_factory=NullModel)
+    silent_dbfs: float = SILENT_DBFS
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome of scanning one item: exactly one report line."""
+
+    file: str
+    status: str  # match | no_match | no_signal | error
+    matches: tuple[Match, ...] = ()
+    reason: str = ""  # why no_signal / error
+    error_kind: str = ""
+    sha256: str = ""
+    size_bytes: int = 0
+    duration_s: float = 0.0
+    codec: str = ""
+    cpu_s: float = 0.0
+
+    def to_record(self, metadata: dict[int, dict[str, object]]) -> dict[str, object]:
+        rec: dict[str, object] = {"file": self.file, "status": self.status}
+        if self.status == "error":
+            rec["error"] = self.reason
+            rec["error_kind"] = self.error_kind
+        elif self.status == "no_signal":
+            rec["reason"] = self.reason
+        rec["matches"] = [{**m.to_dict(), "recording": metadata.get(m.rec_id, {})} for m in self.matches]
+        rec["sha256"] = self.sha256
+        rec["size_bytes"] = self.size_bytes
+        if self.status != "error":
+            rec["duration_s"] = round(self.duration_s, 3)
+            rec["codec"] = self.codec
+        return rec
+
+
+def _sha256(item: Item) -> str:
+    h = hashlib.sha256()
+    with open(item.path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
+    """Scan one item against the catalogue; every failure becomes an ``error`` result.
+
+    The result's ``cpu_s`` is the CPU time this process spent on the item.
+    """
+    t0 = time.process_time()
+    result = _scan_item(item, reader, settings)
+    return dataclasses.replace(result, cpu_s=time.process_time() - t0)
+
+
+def _scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
+    base = {"file": item.id, "size_bytes": item.size}
+    try:
+        digest = _sha256(item)
+    except OSError as e:
+        return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
+    base["sha256"] = digest
+    try:
+        fa = fingerprint_source(item.path, reader.config, name=item.id)
+    except DecodeError as e:
+        return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
+    except (EarmarkError, MemoryError) as e:
+        return ItemResult(status="error", reason=str(e), error_kind="internal", **base)
+    fp = fa.fingerprint
+    common = dict(base, duration_s=fp.duration, codec=fa.info.codec)
+    need = settings.match.min_items + reader.window_width - 1
+    if fa.rms_dbfs < settings.silent_dbfs or fp.n_active == 0:
+        loud = "digital silence" if not math.isfinite(fa.rms_dbfs) else f"{fa.rms_dbfs:.1f} dBFS"
+        return ItemResult(status="no_signal", reason=f"silent ({loud})", **common)
+    if fp.n_active < need:
+        seconds = need * fp.item_duration + 2.5
+        return ItemResult(
+            status="no_signal",
+            reason=f"too short: {fp.duration:.2f} s with {fp.n_active} sounding items; "
+            f"at least about {seconds:.1f} s of sound is needed",
+            **common,
+        )
+    matches = match_fingerprint(fp, reader, settings.match, settings.null)
+    return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
