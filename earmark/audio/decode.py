@@ -240,7 +240,9 @@ def open_stream(
         container.close()
         raise
     block = max(1, int(round(block_seconds * sr)))
-    return AudioStream(info=info, sr=sr, name=label, block_samples=block, _container=container, _stream=stream)
+    return AudioStream(
+        info=info, sr=sr, name=label, block_samples=block, _container=container, _stream=stream
+    )
 
 
 def decode(source: AudioSource, *, sr: int, name: str | None = None) -> Audio:

@@ -182,7 +182,8 @@ def _fingerprint_spec(args: tuple[RecordingSpec, chromaprint.ChromaprintConfig])
     except OSError as e:
         return _Fingerprinted(spec, error=f"cannot read: {e.strerror or e}")
     if fa.fingerprint.n_active < WINDOW_WIDTH:
-        return _Fingerprinted(spec, error=f"too short or silent to fingerprint ({fa.fingerprint.duration:.1f} s)")
+        secs = fa.fingerprint.duration
+        return _Fingerprinted(spec, error=f"too short or silent to fingerprint ({secs:.1f} s)")
     return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint)
 
 
@@ -357,7 +358,7 @@ class Catalogue:
         result = AddResult()
         live_sha = {r[0]: r[1] for r in self._db.execute(
             "SELECT sha256, track_id FROM recordings WHERE removed_at IS NULL")}
-        live_tid = {r[0] for r in self._db.execute("SELECT track_id FROM recordings WHERE removed_at IS NULL")}
+        live_tid = set(live_sha.values())
         done: list[_Fingerprinted] = []
 
         def note(o: AddOutcome) -> None:

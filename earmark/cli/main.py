@@ -201,7 +201,8 @@ def format_summary(s: dict) -> str:
         f"  no signal       {s['no_signal']}  (too short or silent to judge)",
         f"  errors          {s['errors']}  (unreadable; see the report's error lines)",
         f"audio             {hours:.3f} h",
-        f"time              {s['wall_seconds']:.1f} s wall, {s['cpu_seconds']:.1f} s CPU, {s['workers']} workers",
+        f"time              {s['wall_seconds']:.1f} s wall, {s['cpu_seconds']:.1f} s CPU, "
+        f"{s['workers']} workers",
         f"throughput        {hours * 3600 / wall:.0f}x real time",
     ]
     return "\n".join(lines)

@@ -81,7 +81,9 @@ def _raw_fingerprint(ctx: ctypes.c_void_p) -> np.ndarray:
     if _lib.chromaprint_get_raw_fingerprint(ctx, ctypes.byref(ptr), ctypes.byref(size)) != 1:
         raise EarmarkError("libchromaprint could not return the raw fingerprint")
     try:
-        return np.ctypeslib.as_array(ptr, shape=(size.value,)).copy() if size.value else np.zeros(0, np.uint32)
+        if not size.value:
+            return np.zeros(0, np.uint32)
+        return np.ctypeslib.as_array(ptr, shape=(size.value,)).copy()
     finally:
         _lib.chromaprint_dealloc(ptr)
 
