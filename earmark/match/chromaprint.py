@@ -106,6 +106,21 @@ class Span:
     log10_fmp: float
 
 
+def span_seconds(
+    start: int, end: int, *, n_items: int, item_duration: float, duration: float
+) -> tuple[float, float]:
+    """Seconds of audio covered by matched items ``[start, end)`` of an input of ``n_items`` items.
+
+    An item summarises :data:`ITEM_SPAN_S` seconds from its start, and it still matches while most
+    of that audio belongs to the recording, so a span's edges lie about half an item span inside the
+    outer edges of its items, except where the span reaches the start or end of the input.
+    """
+    half = ITEM_SPAN_S / 2
+    q0 = 0.0 if start == 0 else start * item_duration + half
+    q1 = duration if end >= n_items else (end - 1) * item_duration + half
+    return q0, max(q0, min(duration, q1))
+
+
 def candidate_diagonals(
     fp: Fingerprint, reader: CatalogueReader, config: MatchConfig
 ) -> list[tuple[int, int, int]]:
@@ -307,10 +322,9 @@ def match_fingerprint(
     out = []
     for s in kept:
         rec = reader.recordings[s.rec_id]
-        q0 = s.start * dt
-        q1 = min(fp.duration, (s.end - 1) * dt + ITEM_SPAN_S)
-        r0 = (s.start + s.diag) * dt
-        r1 = min(rec.duration_s, r0 + (q1 - q0))
+        q0, q1 = span_seconds(s.start, s.end, n_items=n_query, item_duration=dt, duration=fp.duration)
+        r0 = max(0.0, q0 + s.diag * dt)  # the same alignment on both sides (time factor 1)
+        r1 = min(rec.duration_s, q1 + s.diag * dt)
         out.append(
             Match(
                 track_id=rec.track_id,

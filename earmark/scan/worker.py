@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_source
-from earmark.match.chromaprint import MatchConfig, match_fingerprint
+from earmark.match.chromaprint import ITEM_SPAN_S, MatchConfig, match_fingerprint
 from earmark.match.model import Match, NullModel
 from earmark.scan.items import Item
 
@@ -96,16 +96,16 @@ def _scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> I
     fp = fa.fingerprint
     common = dict(base, duration_s=fp.duration, codec=fa.info.codec)
     need = settings.match.min_items + reader.window_width - 1
-    if fa.rms_dbfs < settings.silent_dbfs or fp.n_active == 0:
+    if fa.rms_dbfs < settings.silent_dbfs:
         loud = "digital silence" if not math.isfinite(fa.rms_dbfs) else f"{fa.rms_dbfs:.1f} dBFS"
         return ItemResult(status="no_signal", reason=f"silent ({loud})", **common)
     if fp.n_active < need:
-        seconds = need * fp.item_duration + 2.5
-        return ItemResult(
-            status="no_signal",
-            reason=f"too short: {fp.duration:.2f} s with {fp.n_active} sounding items; "
-            f"at least about {seconds:.1f} s of sound is needed",
-            **common,
-        )
+        need_s = (need - 1) * fp.item_duration + ITEM_SPAN_S
+        if fp.duration < need_s:
+            why = f"too short: {fp.duration:.2f} s; at least {need_s:.1f} s of sound is needed"
+        else:
+            why = (f"too little sound: {fp.n_active * fp.item_duration:.1f} s above "
+                   f"{reader.config.silence_dbfs:.0f} dBFS; at least {need_s:.1f} s is needed")
+        return ItemResult(status="no_signal", reason=why, **common)
     matches = match_fingerprint(fp, reader, settings.match, settings.null)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
