@@ -79,13 +79,15 @@ class ScanSummary:
 _worker: dict[str, object] = {}
 
 
-def _init_worker(catalogue: str, settings: ScanSettings) -> None:
-    try:
-        import faiss
+def _one_thread_per_process() -> None:
+    """Scans parallelise over processes; FAISS's OpenMP threads on tiny per-item batches only spin."""
+    import faiss
 
-        faiss.omp_set_num_threads(1)  # parallelism comes from processes, not threads
-    except (ImportError, AttributeError):
-        pass
+    faiss.omp_set_num_threads(1)
+
+
+def _init_worker(catalogue: str, settings: ScanSettings) -> None:
+    _one_thread_per_process()
     _worker["reader"] = open_reader(catalogue)
     _worker["settings"] = settings
 
@@ -187,6 +189,7 @@ def scan(
             _scan_one, items(), workers=workers, initializer=_init_worker, initargs=(str(catalogue), settings)
         )
     else:
+        _one_thread_per_process()
         results = (scan_item(it, reader, settings) for it in items())
     with open(out / "results.jsonl", "w", encoding="utf-8") as f:
         for r in results:
