@@ -243,11 +243,6 @@ def test_scan_into_an_existing_scan_exits_2_unless_overwrite(library, cli_datase
     assert manifest["settings"]["match"]["max_fmp"] == 1e-9
 
 
-@pytest.mark.xfail(
-    reason="package bug (cli/main.py scan --max-fmp help): says 'default 1e-4' but the default used "
-    "is MatchConfig.max_fmp = 1e-6",
-    strict=True,
-)
 def test_scan_help_states_the_real_default_max_fmp():
     help_text = " ".join(run("scan", "--help").output.split())
     assert f"default {MatchConfig().max_fmp:g}" in help_text

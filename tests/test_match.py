@@ -99,12 +99,6 @@ def test_medley_with_similar_neighbours_still_finds_all_three_aligned(library, r
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="package bug (match/chromaprint.py find_spans): span edges are trimmed at trim_ber=0.38 and "
-    "stretches up to merge_gap_items=24 apart are merged, so a span absorbs seconds of unrelated "
-    "neighbouring audio that agrees at BER 0.3-0.4; here TRK-0002's span ends at 15.0 s, not 10 s",
-    strict=True,
-)
 def test_medley_spans_stay_within_1_5_s_of_the_excerpt_edges(library, reader, tmp_path):
     found = _medley(library, reader, tmp_path / "medley.mp3", MEDLEY_OVERSHOOT)
     spans = [(round(m.query_start, 2), round(m.query_end, 2)) for m in found]

@@ -125,11 +125,6 @@ def test_summary_counts_match_the_report(scanned):
         assert d["workers"] == 1
 
 
-@pytest.mark.xfail(
-    reason="package bug (scan/run.py ScanSummary): the returned summary's recordings_found attribute is "
-    "never updated (only to_dict() computes it from `found`)",
-    strict=True,
-)
 def test_summary_attribute_recordings_found_is_set(scanned):
     _, summary = scanned
     assert summary.recordings_found == 2

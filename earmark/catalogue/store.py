@@ -188,7 +188,7 @@ def _fingerprint_spec(args: tuple[RecordingSpec, chromaprint.ChromaprintConfig])
 
 
 class Catalogue:
-    """A catalogue directory. Open with :meth:`open` (or :meth:`create`)."""
+    """A catalogue directory. Open (or create) with :meth:`open`."""
 
     def __init__(self, root: Path, config: chromaprint.ChromaprintConfig, manifest: dict):
         self.root = root

@@ -20,6 +20,7 @@ import click
 
 from earmark import __version__
 from earmark.errors import EarmarkError
+from earmark.match.chromaprint import MatchConfig
 
 EXIT_OK, EXIT_FOUND, EXIT_FAILED = 0, 1, 2
 
@@ -217,7 +218,8 @@ def format_summary(s: dict) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier scan in the --out folder.")
 @click.option("--all-files", is_flag=True, help="Try every file, not only media by extension.")
 @click.option("--max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
-              help="Report matches whose false-match probability is at most this (default 1e-4).")
+              help="Report matches whose false-match probability is at most this "
+              f"(default {MatchConfig().max_fmp:g}).")
 @handle_errors
 def scan(dataset: Path, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool,
          all_files: bool, max_fmp: float | None) -> None:

@@ -136,8 +136,9 @@ class FaissBinaryIndex:
 
     def search(self, queries: np.ndarray, k: int) -> Hits:
         q = _check(queries, self.d)
-        if len(q) == 0 or self.ntotal == 0:
-            return Hits(np.zeros((len(q), k), np.int32), np.full((len(q), k), -1, np.int64))
+        if len(q) == 0 or self.ntotal == 0:  # as BruteForceIndex: no neighbour, infinite distance
+            far = np.full((len(q), k), np.iinfo(np.int32).max, np.int32)
+            return Hits(far, np.full((len(q), k), -1, np.int64))
         dist, ids = self._index.search(q, k)
         return Hits(distances=dist.astype(np.int32, copy=False), ids=ids.astype(np.int64, copy=False))
 

@@ -49,7 +49,13 @@ class MatchConfig:
     span_ber : float
         A stretch belongs to a span where its smoothed bit error rate is at most this.
     trim_ber : float
-        Span edges are trimmed to the maximum-sum subarray of ``trim_ber - error``.
+        Span edges are trimmed to the maximum-sum subarray of ``trim_ber - error``; the evidence
+        (bit error rate, items, false-match probability) is measured over this span.
+    edge_ber : float
+        The reported times are those of the maximum-sum subarray of ``edge_ber - error`` inside the
+        span: its core, without the fuzzy edges where a copy meets other audio. The decision is not
+        taken on the core alone, since a short passage shared by two different recordings of one
+        artist would then look as clean as a copy.
     merge_gap_items : int
         Stretches of one diagonal closer than this are one span.
     min_items : int
@@ -76,6 +82,7 @@ class MatchConfig:
     smooth_items: int = 16
     span_ber: float = 0.36
     trim_ber: float = 0.38
+    edge_ber: float = 0.30
     merge_gap_items: int = 24
     min_items: int = 12
     max_fmp: float = 1e-6
@@ -100,6 +107,8 @@ class Span:
     start: int
     end: int
     n_items: int
+    core_start: int
+    core_end: int
     n_eff: int
     ber: float
     chance_ber: float
@@ -303,7 +312,11 @@ def match_fingerprint(
             qi = np.arange(first + a, first + b)[ok]
             n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
             lf = null.log10_fmp(ber, n_eff, catalogue_items=reader.n_items_live, query_items=n_query)
-            spans.append(Span(rec_id, diag, first + a, first + b, n_ev, n_eff, ber, chance, lf))
+            ca, cb = _max_subarray(np.where(ok, config.edge_ber - err[a:b] / 32.0, 0.0))
+            if cb <= ca:
+                ca, cb = 0, b - a
+            spans.append(Span(rec_id, diag, first + a, first + b, n_ev, first + a + ca, first + a + cb,
+                              n_eff, ber, chance, lf))
     threshold = math.log10(config.max_fmp)
     spans.sort(key=lambda s: (s.log10_fmp, -s.n_items, s.rec_id, s.diag, s.start))
     kept: list[Span] = []
@@ -322,7 +335,8 @@ def match_fingerprint(
     out = []
     for s in kept:
         rec = reader.recordings[s.rec_id]
-        q0, q1 = span_seconds(s.start, s.end, n_items=n_query, item_duration=dt, duration=fp.duration)
+        q0, q1 = span_seconds(s.core_start, s.core_end, n_items=n_query, item_duration=dt,
+                              duration=fp.duration)
         r0 = max(0.0, q0 + s.diag * dt)  # the same alignment on both sides (time factor 1)
         r1 = min(rec.duration_s, q1 + s.diag * dt)
         out.append(

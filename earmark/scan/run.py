@@ -64,6 +64,7 @@ class ScanSummary:
         self.errors += r.status == "error"
         self.matches += len(r.matches)
         self.found.update(m.track_id for m in r.matches)
+        self.recordings_found = len(self.found)
         self.audio_seconds += r.duration_s
         self.item_cpu_seconds += r.cpu_s
 
