@@ -277,25 +277,10 @@ class Catalogue:
         self.close()
 
     # ------------------------------------------------------------------ reading
-    def _row_to_recording(self, r: sqlite3.Row) -> Recording:
-        return Recording(
-            rec_id=r["rec_id"],
-            track_id=r["track_id"],
-            isrc=r["isrc"],
-            title=r["title"],
-            artist=r["artist"],
-            album=r["album"],
-            rights_holder=r["rights_holder"],
-            duration_s=r["duration_s"],
-            n_items=r["n_items"],
-            sha256=r["sha256"],
-            size_bytes=r["size_bytes"],
-            source_path=r["source_path"],
-            extra=json.loads(r["extra_json"]),
-            segment=r["segment"],
-            added_at=r["added_at"],
-            removed_at=r["removed_at"],
-        )
+    @staticmethod
+    def _row_to_recording(r: sqlite3.Row) -> Recording:
+        fields = {k: r[k] for k in r.keys() if k != "extra_json"}
+        return Recording(**fields, extra=json.loads(r["extra_json"]))
 
     def recordings(self, *, include_removed: bool = False) -> list[Recording]:
         """Registered recordings ordered by track_id."""

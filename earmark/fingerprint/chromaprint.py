@@ -116,11 +116,11 @@ def extract_blocks(blocks: Iterable[np.ndarray], config: ChromaprintConfig) -> F
         whole = len(carry) // HOP * HOP
         if whole:
             frames = carry[:whole].reshape(-1, HOP).astype(np.float64)
-            energies.append(np.einsum("ij,ij->i", frames, frames))
+            energies.append(np.square(frames).sum(axis=1))
             carry = carry[whole:]
     if len(carry):
         c = carry.astype(np.float64)
-        energies.append(np.array([float(c @ c)]))
+        energies.append(np.array([float(np.square(c).sum())]))
     fp.finish()
     codes = _raw_fingerprint(fp._ctx)
     hop_energy = np.concatenate(energies) if energies else np.zeros(0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from earmark.audio import AudioSource, StreamInfo, open_stream
 from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import Fingerprint
@@ -33,7 +35,7 @@ def fingerprint_source(
         for b in blocks:
             if len(b):
                 stats["peak"] = max(stats["peak"], float(abs(b).max()))
-                stats["sumsq"] += float(b.astype("float64") @ b.astype("float64"))
+                stats["sumsq"] += float(np.square(b, dtype=np.float64).sum())
                 stats["n"] += len(b)
             yield b
 
