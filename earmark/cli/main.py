@@ -210,20 +210,29 @@ def format_summary(s: dict) -> str:
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.argument("dataset")
 @_catalogue_opt
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Scan folder: report.jsonl, manifest and state go here.")
 @_workers_opt
 @click.option("--overwrite", is_flag=True, help="Replace an earlier scan in the --out folder.")
+@click.option("--resume", is_flag=True,
+              help="Carry on an interrupted scan in the --out folder (same catalogue and parameters).")
+@click.option("--audio-column", default="audio", show_default=True,
+              help="Column holding the audio in Parquet / Arrow sources.")
 @click.option("--all-files", is_flag=True, help="Try every file, not only media by extension.")
 @click.option("--max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
               help="Report matches whose false-match probability is at most this "
               f"(default {MatchConfig().max_fmp:g}).")
 @handle_errors
-def scan(dataset: Path, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool,
-         all_files: bool, max_fmp: float | None) -> None:
-    """Scan DATASET (a folder, recursively, or one file) for catalogue recordings.
+def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
+         audio_column: str, all_files: bool, max_fmp: float | None) -> None:
+    """Scan DATASET for catalogue recordings.
+
+    DATASET is a folder (recursive), an audio file, a zip, a tar / WebDataset shard or a brace
+    pattern of shards (shard-{000000..000099}.tar), Parquet files or a datasets.save_to_disk folder
+    (audio column: --audio-column), locally or as an s3://, gs:// or https:// URL. What a folder holds
+    is recognised from its files.
 
     Writes OUT/report.jsonl with one line per item. Exit status: 0 nothing found, 1 catalogue
     recordings found, 2 the scan could not run.
@@ -232,8 +241,9 @@ def scan(dataset: Path, cat_path: Path, out_dir: Path, workers: int | None, over
 
     from earmark.scan.run import scan as run_scan
     from earmark.scan.worker import ScanSettings
+    from earmark.sources import Limits
 
-    settings = ScanSettings()
+    settings = ScanSettings(limits=Limits(audio_column=audio_column))
     if max_fmp is not None:
         settings = replace(settings, match=replace(settings.match, max_fmp=max_fmp))
     bar = Progress("scanning")
@@ -245,10 +255,13 @@ def scan(dataset: Path, cat_path: Path, out_dir: Path, workers: int | None, over
 
     try:
         summary = run_scan(dataset, cat_path, out_dir, settings=settings, workers=workers,
-                           overwrite=overwrite, all_files=all_files, argv=sys.argv, on_result=on_result)
+                           overwrite=overwrite, resume=resume, all_files=all_files, argv=sys.argv,
+                           on_result=on_result)
     finally:
         bar.close()
     click.echo(format_summary(summary.to_dict()))
+    if summary.resumed_items:
+        click.echo(f"resumed           {summary.resumed_items} items were already done")
     click.echo(f"report            {out_dir / 'report.jsonl'}")
     sys.exit(EXIT_FOUND if summary.matched else EXIT_OK)
 

@@ -47,3 +47,26 @@ def fingerprint_source(
     rms = math.sqrt(stats["sumsq"] / stats["n"]) if stats["n"] else 0.0
     rms_dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
     return FingerprintedAudio(fingerprint=fp, info=info, peak=stats["peak"], rms_dbfs=rms_dbfs)
+
+
+def fingerprint_samples(
+    samples: np.ndarray, sr: int, config: chromaprint.ChromaprintConfig
+) -> FingerprintedAudio:
+    """Fingerprint audio that arrives already decoded (mono float32 at ``sr`` Hz), e.g. a Parquet
+    ``{array, sampling_rate}`` cell. It is resampled to the fingerprinter's rate with soxr."""
+    import soxr
+
+    x = np.asarray(samples, dtype=np.float32)
+    if sr != config.sample_rate and len(x):
+        x = soxr.resample(x, sr, config.sample_rate).astype(np.float32, copy=False)
+    fp = chromaprint.extract(x, config)
+    sumsq = float(np.square(x, dtype=np.float64).sum())
+    rms = math.sqrt(sumsq / len(x)) if len(x) else 0.0
+    info = StreamInfo(container="array", codec="pcm_f32", source_sr=sr, source_channels=1,
+                      declared_duration=len(samples) / sr if sr else None)
+    return FingerprintedAudio(
+        fingerprint=fp,
+        info=info,
+        peak=float(np.abs(x).max()) if len(x) else 0.0,
+        rms_dbfs=20 * math.log10(rms) if rms > 0 else -math.inf,
+    )

@@ -3,14 +3,20 @@
 A scan directory holds::
 
     manifest.json     what was scanned, with what (catalogue digest, parameters, versions), when
-    results.jsonl     one line per item, appended (and flushed) as items finish
+    results.jsonl     one line per item, appended (and flushed) as items finish: the scan's state
     report.jsonl      the same lines sorted by item, written atomically when the scan completes
     summary.json      the counts shown at the end
+
+A scan killed at any point (even ``kill -9`` in the middle of writing a line) resumes with
+``resume=True``: a torn last line is cut off, items already in ``results.jsonl`` are not scanned
+again, and the final report holds every item exactly once. Resuming with another catalogue, other
+parameters or another source is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -28,18 +34,20 @@ from earmark.catalogue.store import atomic_write_text, utc_now
 from earmark.errors import EarmarkError, ScanError
 from earmark.fingerprint import chromaprint
 from earmark.parallel import default_workers, imap_unordered
-from earmark.scan.items import Item, iter_folder
-from earmark.scan.worker import ItemResult, ScanSettings, scan_item
+from earmark.scan.worker import ItemResult, ScanSettings, scan_part
+from earmark.sources import Part, Skipped, discover
 
 log = logging.getLogger(__name__)
 
 SCAN_FORMAT = "earmark-scan"
 SCAN_VERSION = 1
+#: Manifest fields that must be equal for a scan to be resumed.
+RESUME_KEYS = ("source", "catalogue_digest", "params_id", "settings", "format_version")
 
 
 @dataclass
 class ScanSummary:
-    """Counts of a finished scan."""
+    """Counts of a scan (including the items a resumed scan had already done)."""
 
     items: int = 0
     matched: int = 0
@@ -49,6 +57,7 @@ class ScanSummary:
     skipped_files: int = 0
     matches: int = 0
     recordings_found: int = 0
+    resumed_items: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -56,21 +65,21 @@ class ScanSummary:
     workers: int = 1
     found: set[str] = field(default_factory=set, repr=False)
 
-    def add(self, r: ItemResult) -> None:
+    def add(self, record: dict) -> None:
+        """Count one report record."""
+        status = record["status"]
         self.items += 1
-        self.matched += r.status == "match"
-        self.no_match += r.status == "no_match"
-        self.no_signal += r.status == "no_signal"
-        self.errors += r.status == "error"
-        self.matches += len(r.matches)
-        self.found.update(m.track_id for m in r.matches)
+        self.matched += status == "match"
+        self.no_match += status == "no_match"
+        self.no_signal += status == "no_signal"
+        self.errors += status == "error"
+        self.matches += len(record["matches"])
+        self.found.update(m["track_id"] for m in record["matches"])
         self.recordings_found = len(self.found)
-        self.audio_seconds += r.duration_s
-        self.item_cpu_seconds += r.cpu_s
+        self.audio_seconds += float(record.get("duration_s") or 0.0)
 
     def to_dict(self) -> dict[str, object]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "found"}
-        d["recordings_found"] = len(self.found)
         d["audio_hours"] = round(self.audio_seconds / 3600, 4)
         d["realtime_factor"] = round(self.audio_seconds / self.wall_seconds, 1) if self.wall_seconds else None
         return d
@@ -96,23 +105,24 @@ def _init_worker(catalogue: str, settings: ScanSettings) -> None:
     _worker["settings"] = settings
 
 
-def _scan_one(item: Item) -> ItemResult:
-    return scan_item(item, _worker["reader"], _worker["settings"])  # type: ignore[arg-type]
+def _scan_task(task: tuple[Part, frozenset[str]]) -> list[ItemResult]:
+    part, skip = task
+    return scan_part(part, _worker["reader"], _worker["settings"], skip=skip)  # type: ignore[arg-type]
 
 
 def scan_manifest(
-    source: Path, reader: CatalogueReader, settings: ScanSettings, workers: int, argv: list[str] | None
+    source: str, reader: CatalogueReader, settings: ScanSettings, workers: int, argv: list[str] | None
 ) -> dict[str, object]:
     return {
         "format": SCAN_FORMAT,
         "format_version": SCAN_VERSION,
         "earmark_version": __version__,
-        "source": str(source),
+        "source": source,
         "catalogue": str(reader.root),
         "catalogue_digest": reader.digest,
         "catalogue_recordings": reader.n_recordings,
         "params_id": reader.params_id,
-        "settings": dataclasses.asdict(settings),
+        "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
         "workers": workers,
         "command_line": argv if argv is not None else sys.argv,
         "versions": {
@@ -125,6 +135,35 @@ def scan_manifest(
     }
 
 
+def _source_key(source: str | os.PathLike) -> str:
+    s = os.fspath(source)
+    return s if "://" in s else str(Path(s).resolve())
+
+
+def load_results(path: Path) -> list[dict]:
+    """Complete records of a results file, cutting off a torn last line (a write killed midway)."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    good_end = 0
+    records = []
+    pos = 0
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        if nl < 0:
+            break  # no newline: the last write was cut short
+        try:
+            records.append(json.loads(raw[pos:nl]))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break  # a torn line, then anything after it is not trusted
+        pos = good_end = nl + 1
+    if good_end < len(raw):
+        log.info("%s: dropping %d bytes of a torn last record", path, len(raw) - good_end)
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
 def scan(
     source: str | os.PathLike,
     catalogue: str | os.PathLike,
@@ -133,6 +172,7 @@ def scan(
     settings: ScanSettings | None = None,
     workers: int | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     all_files: bool = False,
     argv: list[str] | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
@@ -141,16 +181,20 @@ def scan(
 
     Parameters
     ----------
-    source : path
-        A folder (recursive) or a single file.
+    source : path or URL
+        A folder (recursive), a file, an archive, a shard, a brace pattern of shards, Parquet files,
+        a ``save_to_disk`` folder, locally or at an fsspec URL (see :func:`earmark.sources.discover`).
     catalogue : path
         A catalogue directory.
     out_dir : path
-        Created if missing. Must not hold another scan unless ``overwrite``.
+        Created if missing. Must not hold another scan unless ``overwrite`` or ``resume``.
     workers : int, optional
         Processes to use; all cores by default.
+    resume : bool
+        Carry on an interrupted scan in ``out_dir``; refused if the catalogue, parameters or
+        source differ.
     on_result : callable, optional
-        Called in this process with each item's result as it finishes (for progress display).
+        Called in this process with each newly scanned item's result (for progress display).
 
     Raises
     ------
@@ -159,49 +203,79 @@ def scan(
     """
     settings = settings or ScanSettings()
     workers = workers or default_workers()
-    source = Path(source)
     out = Path(out_dir)
     reader = open_reader(catalogue)
-    if not source.exists():
-        raise ScanError(f"{source}: no such file or folder")
-    if out.exists() and (out / "manifest.json").exists() and not overwrite:
-        raise ScanError(f"{out}: already holds a scan (use another folder, or overwrite it)")
+    manifest = scan_manifest(_source_key(source), reader, settings, workers, argv)
+    found = discover(os.fspath(source), all_files=all_files)
+    first = next(found)  # raises ScanError before anything is written when there is nothing to scan
+    previous: list[dict] = []
+    mpath = out / "manifest.json"
+    if mpath.exists() and resume:
+        try:
+            old = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ScanError(f"{out}: cannot resume, unreadable manifest: {e}") from e
+        differ = [k for k in RESUME_KEYS if old.get(k) != manifest.get(k)]
+        if differ:
+            raise ScanError(
+                f"{out}: refusing to resume: the scan there was made with a different "
+                f"{', '.join(differ)} (start a new scan in another folder, or overwrite it)"
+            )
+        manifest["started_at"] = old.get("started_at", manifest["started_at"])
+        manifest["resumed_at"] = [*old.get("resumed_at", []), utc_now()]
+        previous = load_results(out / "results.jsonl")
+    elif mpath.exists() and not overwrite:
+        raise ScanError(f"{out}: already holds a scan (resume it, use another folder, or overwrite it)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("report.jsonl", "results.jsonl", "summary.json"):
+        for stale in ("report.jsonl", "summary.json") + (() if previous or resume else ("results.jsonl",)):
             (out / stale).unlink(missing_ok=True)
     except OSError as e:
         raise ScanError(f"{out}: cannot write the scan folder: {e.strerror or e}") from e
-    manifest = scan_manifest(source, reader, settings, workers, argv)
     manifest["status"] = "running"
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    atomic_write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
 
     summary = ScanSummary(workers=workers)
+    done: set[str] = set()
+    for rec in previous:
+        if rec["file"] not in done:
+            done.add(rec["file"])
+            summary.add(rec)
+    summary.resumed_items = len(done)
     metadata = {rid: r.metadata() for rid, r in reader.recordings.items()}
     t0, c0 = time.monotonic(), _cpu_now()
 
-    def items() -> Iterator[Item]:
-        for x in iter_folder(source, all_files=all_files):
-            if isinstance(x, Item):
-                yield x
-            else:
+    def tasks() -> Iterator[tuple[Part, frozenset[str]]]:
+        for x in itertools.chain([first], found):
+            if isinstance(x, Skipped):
                 summary.skipped_files += 1
+            elif x.kind == "file":
+                if x.name not in done:
+                    yield x, frozenset()
+            else:
+                prefix = x.name + "::"
+                yield x, frozenset(d for d in done if d.startswith(prefix))
 
     if workers > 1:
         del reader  # each worker opens its own memory-mapped view
-        results = imap_unordered(
-            _scan_one, items(), workers=workers, initializer=_init_worker, initargs=(str(catalogue), settings)
-        )
+        batches = imap_unordered(_scan_task, tasks(), workers=workers, initializer=_init_worker,
+                                 initargs=(str(catalogue), settings))
     else:
         _one_thread_per_process()
-        results = (scan_item(it, reader, settings) for it in items())
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(r.to_record(metadata), sort_keys=True) + "\n")
-            f.flush()
-            summary.add(r)
-            if on_result is not None:
-                on_result(r)
+        batches = (scan_part(p, reader, settings, skip=skip) for p, skip in tasks())
+    with open(out / "results.jsonl", "a", encoding="utf-8") as f:
+        for batch in batches:
+            for r in batch:
+                if r.file in done:  # a container that yields one id twice: keep the first
+                    continue
+                done.add(r.file)
+                record = r.to_record(metadata)
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+                f.flush()
+                summary.add(record)
+                summary.item_cpu_seconds += r.cpu_s
+                if on_result is not None:
+                    on_result(r)
     summary.wall_seconds = round(time.monotonic() - t0, 3)
     # worker processes are not our children (forkserver), so their CPU is summed per item
     summary.cpu_seconds = round(_cpu_now() - c0 + (summary.item_cpu_seconds if workers > 1 else 0.0), 3)
@@ -217,8 +291,10 @@ def _cpu_now() -> float:
 
 
 def _finish(out: Path, manifest: dict, summary: ScanSummary) -> None:
-    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    lines.sort(key=lambda s: json.loads(s)["file"])
+    records = {}
+    for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        records.setdefault(json.loads(line)["file"], line)
+    lines = [records[k] for k in sorted(records)]
     atomic_write_text(out / "report.jsonl", "".join(line + "\n" for line in lines))
     atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=1, sort_keys=True))
     manifest = dict(manifest, status="complete", finished_at=utc_now())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -11,10 +10,10 @@ from dataclasses import dataclass, field
 
 from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
-from earmark.fingerprint.pipeline import fingerprint_source
+from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match.chromaprint import ITEM_SPAN_S, MatchConfig, match_fingerprint
 from earmark.match.model import Match, NullModel
-from earmark.scan.items import Item
+from earmark.sources import ItemData, Limits, Part, iter_part
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,7 @@ class ScanSettings:
     match: MatchConfig = field(default_factory=MatchConfig)
     null: NullModel = field(default_factory=NullModel)
     silent_dbfs: float = SILENT_DBFS
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,13 @@ class ItemResult:
     size_bytes: int = 0
     duration_s: float = 0.0
     codec: str = ""
+    source_path: str | None = None
     cpu_s: float = 0.0
 
     def to_record(self, metadata: dict[int, dict[str, object]]) -> dict[str, object]:
         rec: dict[str, object] = {"file": self.file, "status": self.status}
+        if self.source_path is not None:
+            rec["source_path"] = self.source_path
         if self.status == "error":
             rec["error"] = self.reason
             rec["error_kind"] = self.error_kind
@@ -62,15 +65,19 @@ class ItemResult:
         return rec
 
 
-def _sha256(item: Item) -> str:
-    h = hashlib.sha256()
-    with open(item.path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
+def scan_part(
+    part: Part, reader: CatalogueReader, settings: ScanSettings, *, skip: frozenset[str] = frozenset()
+) -> list[ItemResult]:
+    """Scan every item of one part (a file, a shard, a table) not in ``skip``: the engine-agnostic
+    unit of work that local processes and distributed engines both run."""
+    out = []
+    for item in iter_part(part, settings.limits):
+        if item.id not in skip:
+            out.append(scan_item(item, reader, settings))
+    return out
 
 
-def scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
+def scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
     """Scan one item against the catalogue; every failure becomes an ``error`` result.
 
     The result's ``cpu_s`` is the CPU time this process spent on the item.
@@ -80,15 +87,20 @@ def scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> It
     return dataclasses.replace(result, cpu_s=time.process_time() - t0)
 
 
-def _scan_item(item: Item, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
-    base = {"file": item.id, "size_bytes": item.size}
+def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) -> ItemResult:
+    base = {"file": item.id, "size_bytes": item.size, "source_path": item.source_path}
+    if item.error:
+        return ItemResult(status="error", reason=item.error, error_kind=item.error_kind, **base)
     try:
-        digest = _sha256(item)
+        base["sha256"] = item.sha256()
     except OSError as e:
         return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
-    base["sha256"] = digest
     try:
-        fa = fingerprint_source(item.path, reader.config, name=item.id)
+        if item.samples is not None:
+            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config)
+        else:
+            src = item.data if item.data is not None else item.path
+            fa = fingerprint_source(src, reader.config, name=item.id)  # type: ignore[arg-type]
     except DecodeError as e:
         return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
     except (EarmarkError, MemoryError) as e:
