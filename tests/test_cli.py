@@ -227,7 +227,7 @@ def test_scan_with_an_invalid_catalogue_exits_2(cli_datasets, tmp_path):
 
 def test_scan_bad_arguments_exit_2(library, tmp_path):
     missing = run("scan", tmp_path / "no-such-dataset", "-c", library.catalogue, "-o", tmp_path / "o")
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "no such file or folder" in missing.stderr
     bad_fmp = run("scan", tmp_path, "-c", library.catalogue, "-o", tmp_path / "o", "--max-fmp", "0")
     assert bad_fmp.exit_code == 2
 
