@@ -218,6 +218,9 @@ def format_summary(s: dict) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier scan in the --out folder.")
 @click.option("--resume", is_flag=True,
               help="Carry on an interrupted scan in the --out folder (same catalogue and parameters).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Local worker processes, or a Ray cluster (pip install 'earmark[ray]').")
+@click.option("--address", default=None, help="Ray cluster address (ray://host:10001); local Ray without it.")
 @click.option("--audio-column", default="audio", show_default=True,
               help="Column holding the audio in Parquet / Arrow sources.")
 @click.option("--all-files", is_flag=True, help="Try every file, not only media by extension.")
@@ -226,7 +229,7 @@ def format_summary(s: dict) -> str:
               f"(default {MatchConfig().max_fmp:g}).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
-         audio_column: str, all_files: bool, max_fmp: float | None) -> None:
+         engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None) -> None:
     """Scan DATASET for catalogue recordings.
 
     DATASET is a folder (recursive), an audio file, a zip, a tar / WebDataset shard or a brace
@@ -256,6 +259,7 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
     try:
         summary = run_scan(dataset, cat_path, out_dir, settings=settings, workers=workers,
                            overwrite=overwrite, resume=resume, all_files=all_files, argv=sys.argv,
+                           engine=engine, address=address,
                            on_result=on_result)
     finally:
         bar.close()

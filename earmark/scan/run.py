@@ -111,7 +111,8 @@ def _scan_task(task: tuple[Part, frozenset[str]]) -> list[ItemResult]:
 
 
 def scan_manifest(
-    source: str, reader: CatalogueReader, settings: ScanSettings, workers: int, argv: list[str] | None
+    source: str, reader: CatalogueReader, settings: ScanSettings, workers: int, argv: list[str] | None,
+    engine: str = "local",
 ) -> dict[str, object]:
     return {
         "format": SCAN_FORMAT,
@@ -124,6 +125,7 @@ def scan_manifest(
         "params_id": reader.params_id,
         "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
         "workers": workers,
+        "engine": engine,
         "command_line": argv if argv is not None else sys.argv,
         "versions": {
             "python": platform.python_version(),
@@ -174,6 +176,8 @@ def scan(
     overwrite: bool = False,
     resume: bool = False,
     all_files: bool = False,
+    engine: str = "local",
+    address: str | None = None,
     argv: list[str] | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
 ) -> ScanSummary:
@@ -193,6 +197,8 @@ def scan(
     resume : bool
         Carry on an interrupted scan in ``out_dir``; refused if the catalogue, parameters or
         source differ.
+    engine : {"local", "ray"}
+        Local worker processes, or a Ray cluster (``address``; a local Ray without it).
     on_result : callable, optional
         Called in this process with each newly scanned item's result (for progress display).
 
@@ -203,9 +209,11 @@ def scan(
     """
     settings = settings or ScanSettings()
     workers = workers or default_workers()
+    if engine not in ("local", "ray"):
+        raise ScanError(f"engine={engine!r} must be 'local' or 'ray'")
     out = Path(out_dir)
     reader = open_reader(catalogue)
-    manifest = scan_manifest(_source_key(source), reader, settings, workers, argv)
+    manifest = scan_manifest(_source_key(source), reader, settings, workers, argv, engine)
     found = discover(os.fspath(source), all_files=all_files)
     first = next(found)  # raises ScanError before anything is written when there is nothing to scan
     previous: list[dict] = []
@@ -256,7 +264,12 @@ def scan(
                 prefix = x.name + "::"
                 yield x, frozenset(d for d in done if d.startswith(prefix))
 
-    if workers > 1:
+    if engine == "ray":
+        from earmark.scan.ray_engine import run_ray
+
+        del reader
+        batches = run_ray(tasks(), str(Path(catalogue).resolve()), settings, workers=workers, address=address)
+    elif workers > 1:
         del reader  # each worker opens its own memory-mapped view
         batches = imap_unordered(_scan_task, tasks(), workers=workers, initializer=_init_worker,
                                  initargs=(str(catalogue), settings))
@@ -277,8 +290,9 @@ def scan(
                 if on_result is not None:
                     on_result(r)
     summary.wall_seconds = round(time.monotonic() - t0, 3)
-    # worker processes are not our children (forkserver), so their CPU is summed per item
-    summary.cpu_seconds = round(_cpu_now() - c0 + (summary.item_cpu_seconds if workers > 1 else 0.0), 3)
+    # worker processes are not our children (forkserver, Ray), so their CPU is summed per item
+    pooled = workers > 1 or engine != "local"
+    summary.cpu_seconds = round(_cpu_now() - c0 + (summary.item_cpu_seconds if pooled else 0.0), 3)
     summary.item_cpu_seconds = round(summary.item_cpu_seconds, 3)
     _finish(out, manifest, summary)
     return summary
