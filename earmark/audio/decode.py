@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview
 
+#: File name extensions of audio and video files (lower case, with the dot).
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .flac .mp3 .ogg .oga .opus .m4a .aac .mp4 .webm .mkv .wma .aif .aiff .mka".split()
+)
+
 #: Decoded audio shorter than this share of the duration the container declares is "truncated".
 TRUNCATION_RATIO = 0.5
 #: Declared durations below this many seconds are not trusted for the truncation check.

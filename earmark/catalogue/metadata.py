@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from earmark.audio import AUDIO_EXTENSIONS
 from earmark.errors import MetadataError
 
 log = logging.getLogger(__name__)
@@ -16,9 +17,6 @@ log = logging.getLogger(__name__)
 #: Columns every catalogue record has (empty strings where unknown).
 CORE_FIELDS = ("track_id", "isrc", "title", "artist", "album", "rights_holder")
 REQUIRED_CSV_COLUMNS = ("track_id", "path")
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .ogg .oga .opus .m4a .aac .mp4 .webm .mkv .wma .aif .aiff .mka".split()
-)
 _ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
 
 

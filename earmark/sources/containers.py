@@ -20,7 +20,7 @@ import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
-from earmark.catalogue.metadata import AUDIO_EXTENSIONS
+from earmark.audio import AUDIO_EXTENSIONS
 from earmark.sources.discover import NON_MEDIA_EXTENSIONS, Part
 from earmark.sources.items import ItemData
 

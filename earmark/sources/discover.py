@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import fsspec
 
-from earmark.catalogue.metadata import AUDIO_EXTENSIONS
+from earmark.audio import AUDIO_EXTENSIONS
 from earmark.errors import ScanError
 
 #: Extensions that are certainly not dataset items; a folder scan skips them and counts them.
