@@ -320,6 +320,7 @@ def match_fingerprint(
     threshold = math.log10(config.max_fmp)
     spans.sort(key=lambda s: (s.log10_fmp, -s.n_items, s.rec_id, s.diag, s.start))
     kept: list[Span] = []
+    alternatives: set[int] = set()  # spans kept as a second place of a repeated passage
     for s in spans:
         if s.log10_fmp > threshold:
             break
@@ -331,6 +332,8 @@ def match_fingerprint(
         if all(k.rec_id == s.rec_id and abs(k.diag - s.diag) > config.smooth_items
                and s.ber <= k.ber + config.repeat_ber_margin for k in rivals):
             kept.append(s)
+            if rivals:
+                alternatives.add(id(s))
     dt = fp.item_duration
     out = []
     for s in kept:
@@ -353,6 +356,7 @@ def match_fingerprint(
                 chance_ber=s.chance_ber,
                 n_items=s.n_items,
                 n_distinct=s.n_eff,
+                alternative=id(s) in alternatives,
             )
         )
     out.sort(key=lambda m: (m.query_start, m.track_id))

@@ -33,6 +33,9 @@ class Match:
         Aligned fingerprint items that carry evidence (non-silent on both sides).
     n_distinct : int
         Distinct aligned code pairs among them (the evidence the null model counts).
+    alternative : bool
+        The same stretch of the item also matches a stronger place of this recording (a repeated
+        passage): the audio alone cannot tell which place was copied; this is the second one.
     """
 
     track_id: str
@@ -47,6 +50,7 @@ class Match:
     chance_ber: float
     n_items: int
     n_distinct: int
+    alternative: bool = False
     family: str = "chromaprint"
     time_factor: float = 1.0
     pitch_st: float = 0.0

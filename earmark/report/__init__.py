@@ -1,0 +1,1 @@
+"""Reports for people: findings per recording, exports, the HTML report, signed bundles."""

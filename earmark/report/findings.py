@@ -1,0 +1,225 @@
+"""Findings per recording, per rights holder and in total, derived from a scan's report records.
+
+What rights holders ask: which of our works are in this dataset, in how many items, how much of each
+work (the union of matched recording intervals over all items), under which transformations, and what
+the strongest evidence is. Everything here is a pure function of the report's records and the
+catalogue's metadata, so a reader can re-derive it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Licence:
+    """Permission for a licensee to use recordings in datasets whose name matches ``dataset_pattern``.
+
+    ``track_ids`` empty means every recording of the catalogue. Dates are ISO ``YYYY-MM-DD`` (inclusive;
+    empty = open-ended).
+    """
+
+    licence_id: int
+    licensee: str
+    dataset_pattern: str
+    track_ids: tuple[str, ...] = ()
+    start: str = ""
+    end: str = ""
+    territory: str = ""
+    note: str = ""
+
+    def covers(self, track_id: str, dataset: str, date: str) -> bool:
+        """Whether this licence covers ``track_id`` in ``dataset`` on ``date`` (``YYYY-MM-DD``)."""
+        if self.track_ids and track_id not in self.track_ids:
+            return False
+        if not fnmatch.fnmatchcase(dataset, self.dataset_pattern):
+            return False
+        return (not self.start or self.start <= date) and (not self.end or date <= self.end)
+
+
+def merge_intervals(
+    intervals: Iterable[tuple[float, float]], *, gap: float = 0.0
+) -> list[tuple[float, float]]:
+    """Union of closed intervals, sorted; intervals closer than ``gap`` seconds are joined."""
+    out: list[list[float]] = []
+    for a, b in sorted((min(a, b), max(a, b)) for a, b in intervals):
+        if out and a <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One catalogue recording found in the scanned dataset."""
+
+    track_id: str
+    isrc: str
+    title: str
+    artist: str
+    rights_holder: str
+    duration_s: float
+    n_items: int  # items holding at least one match of it
+    n_distinct_bytes: int  # distinct SHA-256 among those items
+    n_matches: int
+    matched_duration_s: float  # sum of item-side matched seconds
+    coverage_s: float  # length of the union of matched recording intervals
+    coverage_fraction: float
+    coverage_intervals: tuple[tuple[float, float], ...]
+    max_item_ref_fraction: float  # the best single item's share of the recording
+    longest_match: dict
+    strongest_match: dict
+    transforms: dict[str, int]
+    items: tuple[str, ...]
+    licensed: bool = False
+    licences: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["coverage_intervals"] = [list(x) for x in self.coverage_intervals]
+        d["items"] = list(self.items)
+        d["licences"] = list(self.licences)
+        d["schema"] = "earmark.finding/1"
+        return d
+
+
+@dataclass(frozen=True)
+class HolderTotals:
+    rights_holder: str
+    recordings_registered: int
+    recordings_found: int
+    recordings_unlicensed: int
+    items: int
+    matched_duration_s: float
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Everything a report states about a scan: per recording, per rights holder, totals."""
+
+    findings: tuple[Finding, ...]
+    holders: tuple[HolderTotals, ...]
+    totals: dict[str, object] = field(default_factory=dict)
+
+
+def _r3(x: float) -> float:
+    return round(float(x), 3)
+
+
+def build_findings(
+    records: Sequence[dict],
+    catalogue: Sequence[dict],
+    *,
+    licences: Sequence[Licence] = (),
+    dataset: str = "",
+    date: str = "",
+) -> Findings:
+    """Aggregate a scan's report records by catalogue recording.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        The scan's report lines (``file``, ``status``, ``sha256``, ``matches``...).
+    catalogue : sequence of dict
+        Every registered recording: ``track_id, isrc, title, artist, rights_holder, duration_s``.
+    licences : sequence of Licence
+        Licences recorded in the catalogue; findings they cover are reported as licensed.
+    dataset, date : str
+        The dataset's name (matched against licence patterns) and the scan date ``YYYY-MM-DD``.
+    """
+    meta = {r["track_id"]: r for r in catalogue}
+    per: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for rec in records:
+        for m in rec.get("matches") or []:
+            per[m["track_id"]].append((rec, m))
+    findings = []
+    for tid in sorted(per):
+        pairs = per[tid]
+        info = meta.get(tid) or pairs[0][1].get("recording", {})
+        dur = float(info.get("duration_s") or 0.0)
+        items = sorted({rec["file"] for rec, _ in pairs})
+        # a repeated passage matched at a second place is one copy, not two: coverage counts the first
+        primary = [(rec, m) for rec, m in pairs if not m.get("alternative")]
+        intervals = merge_intervals((m["ref_start"], m["ref_end"]) for _, m in primary)
+        covered = sum(b - a for a, b in intervals)
+        per_item_cov: dict[str, float] = defaultdict(float)
+        for f in items:
+            iv = merge_intervals((m["ref_start"], m["ref_end"]) for rec, m in primary if rec["file"] == f)
+            per_item_cov[f] = sum(b - a for a, b in iv)
+        longest_rec, longest = max(pairs, key=lambda p: (p[1]["query_end"] - p[1]["query_start"],
+                                                         p[1]["score"]))
+        strongest_rec, strongest = max(pairs, key=lambda p: (p[1]["score"], -p[1]["ber"]))
+        transforms: dict[str, int] = defaultdict(int)
+        for _, m in pairs:
+            transforms[m.get("transform") or "none"] += 1
+        covering = tuple(lic.licence_id for lic in licences if lic.covers(tid, dataset, date))
+        findings.append(Finding(
+            track_id=tid,
+            isrc=str(info.get("isrc", "")),
+            title=str(info.get("title", "")),
+            artist=str(info.get("artist", "")),
+            rights_holder=str(info.get("rights_holder", "")),
+            duration_s=_r3(dur),
+            n_items=len(items),
+            n_distinct_bytes=len({rec.get("sha256") for rec, _ in pairs}),
+            n_matches=len(pairs),
+            matched_duration_s=_r3(sum(m["query_end"] - m["query_start"] for _, m in pairs)),
+            coverage_s=_r3(covered),
+            coverage_fraction=round(min(1.0, covered / dur), 4) if dur else 0.0,
+            coverage_intervals=tuple((round(a, 1), round(b, 1)) for a, b in intervals),
+            max_item_ref_fraction=round(min(1.0, max(per_item_cov.values()) / dur), 4) if dur else 0.0,
+            longest_match=_match_ref(longest_rec, longest),
+            strongest_match=_match_ref(strongest_rec, strongest),
+            transforms=dict(sorted(transforms.items())),
+            items=tuple(items),
+            licensed=bool(covering),
+            licences=covering,
+        ))
+    holders = []
+    by_holder: dict[str, list[dict]] = defaultdict(list)
+    for r in catalogue:
+        by_holder[str(r.get("rights_holder", ""))].append(r)
+    for holder in sorted(by_holder):
+        found = [f for f in findings if f.rights_holder == holder]
+        holders.append(HolderTotals(
+            rights_holder=holder,
+            recordings_registered=len(by_holder[holder]),
+            recordings_found=len(found),
+            recordings_unlicensed=sum(not f.licensed for f in found),
+            items=len({i for f in found for i in f.items}),
+            matched_duration_s=_r3(sum(f.matched_duration_s for f in found)),
+        ))
+    statuses: dict[str, int] = defaultdict(int)
+    for rec in records:
+        statuses[rec["status"]] += 1
+    totals = {
+        "items_scanned": len(records),
+        "items_matched": statuses["match"],
+        "items_no_match": statuses["no_match"],
+        "items_no_signal": statuses["no_signal"],
+        "items_error": statuses["error"],
+        "recordings_registered": len(catalogue),
+        "recordings_found": len(findings),
+        "recordings_unlicensed": sum(not f.licensed for f in findings),
+        "items_with_unlicensed_recordings": len({i for f in findings if not f.licensed for i in f.items}),
+        "matched_duration_s": _r3(sum(f.matched_duration_s for f in findings)),
+    }
+    return Findings(findings=tuple(findings), holders=tuple(holders), totals=totals)
+
+
+def _match_ref(rec: dict, m: dict) -> dict:
+    return {
+        "file": rec["file"],
+        "sha256": rec.get("sha256", ""),
+        "query_start": m["query_start"],
+        "query_end": m["query_end"],
+        "ref_start": m["ref_start"],
+        "ref_end": m["ref_end"],
+        "duration_s": _r3(m["query_end"] - m["query_start"]),
+        "score": m["score"],
+        "ber": m.get("ber"),
+    }
