@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark import __version__
+from earmark.catalogue.licences import Licence
 from earmark.catalogue.metadata import CORE_FIELDS, RecordingSpec
 from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
 from earmark.fingerprint import chromaprint
@@ -49,6 +51,8 @@ CATALOGUE_VERSION = 1
 SEGMENT_FORMAT = "earmark-segment"
 #: Items per indexed window (8 Chromaprint items = 256 bits, about one second).
 WINDOW_WIDTH = 8
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -77,6 +81,18 @@ CREATE TABLE IF NOT EXISTS recordings (
     segment TEXT NOT NULL REFERENCES segments(name),
     added_at TEXT NOT NULL,
     removed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS licences (
+    licence_id INTEGER PRIMARY KEY,
+    licensee TEXT NOT NULL,
+    dataset_pattern TEXT NOT NULL,
+    track_ids TEXT NOT NULL DEFAULT '',
+    start TEXT NOT NULL DEFAULT '',
+    "end" TEXT NOT NULL DEFAULT '',
+    territory TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT '',
+    added_at TEXT NOT NULL,
+    revoked_at TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS live_track ON recordings(track_id) WHERE removed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS live_sha ON recordings(sha256) WHERE removed_at IS NULL;
@@ -315,7 +331,10 @@ class Catalogue:
         }
 
     def digest(self) -> str:
-        """SHA-256 identifying the catalogue's content: parameters, segments and live recordings."""
+        """SHA-256 identifying what a scan matches against: parameters, segments and live recordings.
+
+        Licences are not part of it: they change what a report flags, not what a scan finds.
+        """
         h = hashlib.sha256()
         h.update(self.config.params_id.encode())
         for r in self._db.execute("SELECT name, manifest_sha256 FROM segments ORDER BY name"):
@@ -324,6 +343,7 @@ class Catalogue:
             "SELECT track_id, sha256 FROM recordings WHERE removed_at IS NULL ORDER BY track_id"
         ):
             h.update(f"recording {r[0]} {r[1]}\n".encode())
+
         return h.hexdigest()
 
     # ------------------------------------------------------------------ changing
@@ -450,6 +470,58 @@ class Catalogue:
             db.execute("ROLLBACK")
             raise
         return name
+
+    # ------------------------------------------------------------------ licences
+    def add_licence(
+        self,
+        *,
+        licensee: str,
+        dataset_pattern: str,
+        track_ids: tuple[str, ...] = (),
+        start: str = "",
+        end: str = "",
+        territory: str = "",
+        note: str = "",
+    ) -> Licence:
+        """Record a licence: ``licensee`` may use ``track_ids`` (all when empty) in datasets whose name
+        matches the shell pattern ``dataset_pattern``, from ``start`` to ``end`` (``YYYY-MM-DD``)."""
+        for d, name in ((start, "start"), (end, "end")):
+            if d and not _DATE.match(d):
+                raise CatalogueError(f"licence {name}={d!r} must be a date YYYY-MM-DD")
+        if start and end and end < start:
+            raise CatalogueError(f"licence ends ({end}) before it starts ({start})")
+        for t in track_ids:
+            self.get(t)  # raises for an unknown recording
+        self._db.executescript(_SCHEMA)  # catalogues made before licences existed gain the table
+        cur = self._db.execute(
+            'INSERT INTO licences (licensee, dataset_pattern, track_ids, start, "end", territory, note, '
+            "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (licensee, dataset_pattern, ",".join(track_ids), start, end, territory, note, utc_now()),
+        )
+        self._write_manifest()
+        return next(x for x in self.licences() if x.licence_id == cur.lastrowid)
+
+    def licences(self) -> list[Licence]:
+        """Licences in force (not revoked), oldest first."""
+        try:
+            rows = self._db.execute('SELECT * FROM licences WHERE revoked_at IS NULL ORDER BY licence_id')
+        except sqlite3.OperationalError:  # a catalogue from before licences
+            return []
+        return [
+            Licence(licence_id=r["licence_id"], licensee=r["licensee"], dataset_pattern=r["dataset_pattern"],
+                    track_ids=tuple(t for t in r["track_ids"].split(",") if t), start=r["start"],
+                    end=r["end"], territory=r["territory"], note=r["note"])
+            for r in rows
+        ]
+
+    def revoke_licence(self, licence_id: int) -> None:
+        cur = self._db.execute(
+            "UPDATE licences SET revoked_at = ? WHERE licence_id = ? AND revoked_at IS NULL",
+            (utc_now(), licence_id),
+        )
+        if cur.rowcount == 0:
+            raise CatalogueError(f"{self.root}: no licence {licence_id} in force")
+        self._write_manifest()
 
     def remove(self, track_id: str) -> Recording:
         """Mark a recording removed: it is no longer matched or listed (its row stays for the record)."""

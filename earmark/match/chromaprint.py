@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from earmark.catalogue.reader import CatalogueReader
-from earmark.errors import ParameterError
+from earmark.errors import ParameterError, ParamsMismatchError
 from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import Fingerprint
 from earmark.index import pack_windows, window_ok
@@ -277,74 +277,71 @@ def _overlap(a: Span, b: Span) -> float:
     return max(0, inter) / max(1, min(a.end - a.start, b.end - b.start))
 
 
-def match_fingerprint(
+def verify_diagonal(
     fp: Fingerprint,
-    reader: CatalogueReader,
-    config: MatchConfig | None = None,
-    null: NullModel | None = None,
-) -> list[Match]:
-    """Every catalogue recording found in ``fp``, strongest first, at most one per query stretch.
+    r_codes: np.ndarray,
+    r_active: np.ndarray,
+    rec_id: int,
+    diag: int,
+    config: MatchConfig,
+    null: NullModel,
+    *,
+    catalogue_items: int,
+) -> list[Span]:
+    """Every span of one candidate alignment, with its evidence and false-match probability."""
+    spans = []
+    first, err, valid = diagonal_errors(fp.codes, fp.active, r_codes, r_active, diag)
+    for a, b in find_spans(err, valid, config):
+        n_ev = int(valid[a:b].sum())
+        if n_ev < config.min_items:
+            continue
+        ok = valid[a:b]
+        ber = float(err[a:b][ok].sum()) / (32 * n_ev)
+        qi = np.arange(first + a, first + b)[ok]
+        n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
+        lf = null.log10_fmp(ber, n_eff, catalogue_items=catalogue_items, query_items=len(fp))
+        ca, cb = _max_subarray(np.where(ok, config.edge_ber - err[a:b] / 32.0, 0.0))
+        if cb <= ca:
+            ca, cb = 0, b - a
+        spans.append(Span(rec_id, diag, first + a, first + b, n_ev, first + a + ca, first + a + cb,
+                          n_eff, ber, chance, lf))
+    return spans
 
-    Raises
-    ------
-    ParamsMismatchError
-        (from the caller's check) fingerprints and catalogue must share ``params_id``.
-    """
-    config = config or MatchConfig()
-    null = null or NullModel()
-    if fp.params_id != reader.params_id:
-        from earmark.errors import ParamsMismatchError
 
-        raise ParamsMismatchError(
-            f"fingerprint parameters {fp.params_id} differ from the catalogue's {reader.params_id}"
-        )
-    spans: list[Span] = []
-    n_query = len(fp)
-    for rec_id, diag, _votes in candidate_diagonals(fp, reader, config):
-        r_codes, r_active = reader.ref(rec_id)
-        first, err, valid = diagonal_errors(fp.codes, fp.active, r_codes, r_active, diag)
-        for a, b in find_spans(err, valid, config):
-            n_ev = int(valid[a:b].sum())
-            if n_ev < config.min_items:
-                continue
-            ok = valid[a:b]
-            ber = float(err[a:b][ok].sum()) / (32 * n_ev)
-            qi = np.arange(first + a, first + b)[ok]
-            n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
-            lf = null.log10_fmp(ber, n_eff, catalogue_items=reader.n_items_live, query_items=n_query)
-            ca, cb = _max_subarray(np.where(ok, config.edge_ber - err[a:b] / 32.0, 0.0))
-            if cb <= ca:
-                ca, cb = 0, b - a
-            spans.append(Span(rec_id, diag, first + a, first + b, n_ev, first + a + ca, first + a + cb,
-                              n_eff, ber, chance, lf))
+def select_spans(spans: list[Span], config: MatchConfig) -> list[tuple[Span, bool]]:
+    """The reported spans, strongest first, each with whether it is an alternative place (a repeat)."""
     threshold = math.log10(config.max_fmp)
-    spans.sort(key=lambda s: (s.log10_fmp, -s.n_items, s.rec_id, s.diag, s.start))
-    kept: list[Span] = []
-    alternatives: set[int] = set()  # spans kept as a second place of a repeated passage
-    for s in spans:
+    ordered = sorted(spans, key=lambda s: (s.log10_fmp, -s.n_items, s.rec_id, s.diag, s.start))
+    kept: list[tuple[Span, bool]] = []
+    for s in ordered:
         if s.log10_fmp > threshold:
             break
         if s.ber > config.max_ber or s.chance_ber - s.ber < config.min_contrast:
             continue
-        rivals = [k for k in kept if _overlap(s, k) > config.max_overlap]
+        rivals = [k for k, _ in kept if _overlap(s, k) > config.max_overlap]
         # A recording that repeats a passage (loops, choruses) matches the same stretch of the query
         # at several places: all of them are reported when the evidence is as strong.
         if all(k.rec_id == s.rec_id and abs(k.diag - s.diag) > config.smooth_items
                and s.ber <= k.ber + config.repeat_ber_margin for k in rivals):
-            kept.append(s)
-            if rivals:
-                alternatives.add(id(s))
+            kept.append((s, bool(rivals)))
+    return kept
+
+
+def spans_to_matches(
+    kept: list[tuple[Span, bool]], fp: Fingerprint, recordings: dict[int, object]
+) -> list[Match]:
+    """Matches in seconds, ordered by position in the item."""
     dt = fp.item_duration
     out = []
-    for s in kept:
-        rec = reader.recordings[s.rec_id]
-        q0, q1 = span_seconds(s.core_start, s.core_end, n_items=n_query, item_duration=dt,
+    for s, alternative in kept:
+        rec = recordings[s.rec_id]
+        q0, q1 = span_seconds(s.core_start, s.core_end, n_items=len(fp), item_duration=dt,
                               duration=fp.duration)
         r0 = max(0.0, q0 + s.diag * dt)  # the same alignment on both sides (time factor 1)
-        r1 = min(rec.duration_s, q1 + s.diag * dt)
+        r1 = min(rec.duration_s, q1 + s.diag * dt)  # type: ignore[attr-defined]
         out.append(
             Match(
-                track_id=rec.track_id,
+                track_id=rec.track_id,  # type: ignore[attr-defined]
                 rec_id=s.rec_id,
                 query_start=q0,
                 query_end=max(q0, q1),
@@ -356,8 +353,35 @@ def match_fingerprint(
                 chance_ber=s.chance_ber,
                 n_items=s.n_items,
                 n_distinct=s.n_eff,
-                alternative=id(s) in alternatives,
+                alternative=alternative,
             )
         )
     out.sort(key=lambda m: (m.query_start, m.track_id))
     return out
+
+
+def match_fingerprint(
+    fp: Fingerprint,
+    reader: CatalogueReader,
+    config: MatchConfig | None = None,
+    null: NullModel | None = None,
+) -> list[Match]:
+    """Every catalogue recording found in ``fp``, strongest first, at most one per query stretch.
+
+    Raises
+    ------
+    ParamsMismatchError
+        Fingerprints and catalogue must share ``params_id``.
+    """
+    config = config or MatchConfig()
+    null = null or NullModel()
+    if fp.params_id != reader.params_id:
+        raise ParamsMismatchError(
+            f"fingerprint parameters {fp.params_id} differ from the catalogue's {reader.params_id}"
+        )
+    spans: list[Span] = []
+    for rec_id, diag, _votes in candidate_diagonals(fp, reader, config):
+        r_codes, r_active = reader.ref(rec_id)
+        spans += verify_diagonal(fp, r_codes, r_active, rec_id, diag, config, null,
+                                 catalogue_items=reader.n_items_live)
+    return spans_to_matches(select_spans(spans, config), fp, reader.recordings)
