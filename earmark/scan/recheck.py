@@ -1,0 +1,165 @@
+"""Re-check one finding of a scan by an independent route.
+
+``verify_match(scan_dir, item)`` re-reads the item from the scanned source, checks its SHA-256 against
+the scan's report, decodes and fingerprints it again, and aligns it exhaustively (every offset, no
+index) against each recording the report names for it. When the recording's registered audio file is
+at hand and still has its registered SHA-256, it is decoded and fingerprinted again too; otherwise
+the fingerprint stored at registration is used, and the result says so. Each reported match must be
+reproduced: same recording, offsets within ``tolerance_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from earmark.catalogue.reader import open_reader
+from earmark.catalogue.store import sha256_file
+from earmark.errors import DecodeError, EarmarkError, ScanError
+from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
+from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
+from earmark.match.model import NullModel
+from earmark.scan.worker import ScanSettings
+from earmark.sources import ItemData, Limits, discover, iter_part
+
+
+@dataclass(frozen=True)
+class MatchCheck:
+    """One reported match and what the re-check found for it."""
+
+    track_id: str
+    reported: dict
+    reproduced: dict | None
+    ok: bool
+    detail: str
+
+
+@dataclass
+class RecheckResult:
+    item: str
+    ok: bool = False
+    sha256_ok: bool = False
+    checks: list[MatchCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def find_item(source: str, item_id: str, limits: Limits) -> ItemData:
+    """Read one item of a source again, by its report identifier."""
+    prefix = item_id.split("::", 1)[0] if "::" in item_id else None
+    for part in discover(source, all_files=True):
+        if not hasattr(part, "kind"):
+            continue
+        if part.name == item_id or (prefix is not None and part.name == prefix):
+            for it in iter_part(part, limits):
+                if it.id == item_id:
+                    return it
+    raise ScanError(f"{item_id}: not found in {source}")
+
+
+def _scan_settings(manifest: dict) -> ScanSettings:
+    s = manifest.get("settings") or {}
+    return ScanSettings(
+        match=MatchConfig(**s.get("match", {})),
+        null=NullModel(**s.get("null", {})),
+        silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
+        limits=Limits(**s.get("limits", {})),
+    )
+
+
+def verify_match(
+    scan_dir: str | os.PathLike,
+    item_id: str,
+    *,
+    track_id: str | None = None,
+    catalogue: str | os.PathLike | None = None,
+    source: str | None = None,
+    tolerance_s: float = 0.1,
+) -> RecheckResult:
+    """Re-check the matches a scan reported for ``item_id`` (or only those of ``track_id``).
+
+    Raises
+    ------
+    ScanError
+        The scan, the item or the catalogue cannot be found.
+    """
+    scan_dir = Path(scan_dir)
+    try:
+        manifest = json.loads((scan_dir / "manifest.json").read_text())
+        records = {}
+        for line in (scan_dir / "report.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            records[r["file"]] = r
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise ScanError(f"{scan_dir}: not a completed scan: {e}") from e
+    record = records.get(item_id)
+    if record is None:
+        raise ScanError(f"{scan_dir}: no item {item_id!r} in the report")
+    settings = _scan_settings(manifest)
+    reader = open_reader(catalogue or manifest["catalogue"])
+    if reader.digest != manifest.get("catalogue_digest"):
+        raise ScanError("the catalogue has changed since the scan (its digest differs)")
+    result = RecheckResult(item=item_id)
+    item = find_item(source or manifest["source"], item_id, settings.limits)
+    if item.error:
+        raise ScanError(f"{item_id}: cannot be read: {item.error}")
+    digest = item.sha256()
+    result.sha256_ok = digest == record.get("sha256")
+    if not result.sha256_ok:
+        result.notes.append(f"the item's SHA-256 is {digest}, not the {record.get('sha256')} the scan "
+                            "recorded: it has changed since the scan")
+        return result
+    try:
+        if item.samples is not None:
+            fp = fingerprint_samples(item.samples, item.sample_rate, reader.config).fingerprint
+        else:
+            src = item.data if item.data is not None else item.path
+            fp = fingerprint_source(src, reader.config, name=item_id).fingerprint  # type: ignore[arg-type]
+    except DecodeError as e:
+        raise ScanError(f"{item_id}: cannot be decoded: {e.reason}") from e
+    wanted = [m for m in record["matches"] if track_id is None or m["track_id"] == track_id]
+    if not wanted:
+        result.notes.append("the scan reported no match for this item" +
+                            (f" with {track_id}" if track_id else ""))
+        return result
+    by_track = {r.track_id: r for r in reader.recordings.values()}
+    for tid in sorted({m["track_id"] for m in wanted}):
+        rec = by_track.get(tid)
+        if rec is None:
+            raise ScanError(f"{tid}: not in the catalogue")
+        r_codes, r_active = reader.ref(rec.rec_id)
+        audio = Path(rec.source_path)
+        if audio.is_file() and sha256_file(audio)[0] == rec.sha256:
+            try:
+                fresh = fingerprint_source(audio, reader.config, name=str(audio)).fingerprint
+                r_codes, r_active = fresh.codes, fresh.active
+                result.notes.append(f"{tid}: registered audio re-decoded and re-fingerprinted "
+                                    "(SHA-256 verified)")
+            except DecodeError as e:
+                result.notes.append(f"{tid}: registered audio could not be decoded ({e.reason}); "
+                                    "used the fingerprint stored at registration")
+        else:
+            result.notes.append(f"{tid}: registered audio not at hand with its registered SHA-256; "
+                                "used the fingerprint stored at registration")
+        spans = []
+        for diag in range(-(len(fp) - 1), len(r_codes)):  # every offset: no index involved
+            spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
+                                     catalogue_items=reader.n_items_live)
+        found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
+        for m in (x for x in wanted if x["track_id"] == tid):
+            near = [f for f in found if abs(f.query_start - m["query_start"]) <= tolerance_s
+                    and abs(f.ref_start - m["ref_start"]) <= tolerance_s]
+            if near:
+                best = near[0].to_dict()
+                result.checks.append(MatchCheck(tid, m, best, True, "reproduced"))
+            else:
+                alt = [f.to_dict() for f in found]
+                detail = ("no alignment reproduces it" if not alt else
+                          f"closest alignments: {[(a['query_start'], a['ref_start']) for a in alt[:3]]}")
+                result.checks.append(MatchCheck(tid, m, alt[0] if alt else None, False, detail))
+    result.ok = result.sha256_ok and bool(result.checks) and all(c.ok for c in result.checks)
+    return result
+
+
+__all__ = ["EarmarkError", "MatchCheck", "RecheckResult", "find_item", "verify_match"]
