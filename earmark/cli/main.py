@@ -270,6 +270,172 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
     sys.exit(EXIT_FOUND if summary.matched else EXIT_OK)
 
 
+@catalogue.group("licence")
+def licence() -> None:
+    """Record who may use which recordings in which datasets; covered findings are not flagged."""
+
+
+@licence.command("add")
+@_catalogue_opt
+@click.option("--licensee", required=True, help="Who holds the licence.")
+@click.option("--dataset", "dataset_pattern", required=True,
+              help="Dataset name or shell pattern the licence covers (matched against the scanned source "
+                   "or --dataset-name of the report).")
+@click.option("--track", "tracks", multiple=True, help="A covered recording (repeatable; default: all).")
+@click.option("--from", "start", default="", help="First day, YYYY-MM-DD.")
+@click.option("--to", "end", default="", help="Last day, YYYY-MM-DD.")
+@click.option("--territory", default="", help="Territory (informational).")
+@click.option("--note", default="", help="Free text (contract reference).")
+@handle_errors
+def licence_add(cat_path: Path, licensee: str, dataset_pattern: str, tracks: tuple[str, ...], start: str,
+                end: str, territory: str, note: str) -> None:
+    """Add a licence to the catalogue."""
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        lic = cat.add_licence(licensee=licensee, dataset_pattern=dataset_pattern, track_ids=tracks,
+                              start=start, end=end, territory=territory, note=note)
+    what = ", ".join(lic.track_ids) or "every recording"
+    click.echo(f"licence {lic.licence_id}: {lic.licensee} may use {what} "
+               f"in datasets matching {lic.dataset_pattern!r}")
+
+
+@licence.command("list")
+@_catalogue_opt
+@handle_errors
+def licence_list(cat_path: Path) -> None:
+    """List licences in force."""
+    from dataclasses import asdict
+
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        for lic in cat.licences():
+            click.echo(json.dumps(asdict(lic), sort_keys=True))
+
+
+@licence.command("revoke")
+@_catalogue_opt
+@click.argument("licence_id", type=int)
+@handle_errors
+def licence_revoke(cat_path: Path, licence_id: int) -> None:
+    """Revoke a licence (it stays on record)."""
+    from earmark.catalogue.store import Catalogue
+
+    with Catalogue.open(cat_path) as cat:
+        cat.revoke_licence(licence_id)
+    click.echo(f"revoked licence {licence_id}")
+
+
+# ---------------------------------------------------------------------------------------- reports
+@cli.group()
+def report() -> None:
+    """Build and verify report bundles for legal teams."""
+
+
+@report.command("build")
+@click.argument("scan_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle folder to write (must not exist or be empty).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Ed25519 private key to sign the bundle's manifest with (earmark keys generate).")
+@click.option("--catalogue", "-c", "cat_path", type=click.Path(file_okay=False, path_type=Path),
+              help="Catalogue (default: the one the scan used).")
+@click.option("--dataset-name",
+              help="Dataset name licences are matched against (default: the scanned source).")
+@click.option("--internal", is_flag=True,
+              help="Internal edition: adds spectrograms of catalogue audio. Never share it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@handle_errors
+def report_build(scan_dir: Path, out_dir: Path, sign_key: Path | None, cat_path: Path | None,
+                 dataset_name: str | None, internal: bool, overwrite: bool) -> None:
+    """Write the report bundle of a completed scan: findings, exports, HTML, methods, hashes, signature."""
+    from earmark.report.build import build_bundle
+
+    f = build_bundle(scan_dir, out_dir, catalogue=cat_path, dataset_name=dataset_name, sign_key=sign_key,
+                     internal=internal, overwrite=overwrite)
+    t = f.totals
+    click.echo(f"{t['recordings_found']} of {t['recordings_registered']} registered recordings found "
+               f"({t['recordings_unlicensed']} unlicensed) in {t['items_matched']} of "
+               f"{t['items_scanned']} items")
+    click.echo(f"bundle            {out_dir}" + ("  (signed)" if sign_key else "  (unsigned)"))
+    click.echo(f"report            {out_dir / 'report' / 'report.html'}")
+
+
+@report.command("verify")
+@click.argument("bundle", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--pubkey", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The signer's public key, obtained from the signer (not from the bundle).")
+@handle_errors
+def report_verify(bundle: Path, pubkey: Path | None) -> None:
+    """Check every file of a bundle against its manifest and, with --pubkey, the signature.
+
+    Exit status: 0 intact (and signed by that key), 1 a file changed, is missing or was added, or the
+    signature does not match, 2 the bundle cannot be read.
+    """
+    from earmark.report.bundle import verify_bundle
+
+    result = verify_bundle(bundle, pubkey_path=pubkey)
+    for p in result.problems:
+        click.echo(f"FAIL  {p}", err=True)
+    for n in getattr(result, "notes", ()):
+        click.echo(f"note  {n}", err=True)
+    if not result.ok:
+        click.echo(f"earmark: bundle {bundle} does NOT verify ({len(result.problems)} problems)", err=True)
+        sys.exit(EXIT_FOUND)
+    signed = "signature verified" if result.signature_verified else "signature NOT checked (no --pubkey)"
+    click.echo(f"OK    {result.checked} files intact; {signed}")
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys for report bundles."""
+
+
+@keys.command("generate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@handle_errors
+def keys_generate(path: Path) -> None:
+    """Write a new Ed25519 key pair: PATH (private, mode 0600) and PATH.pub (public, to hand out)."""
+    from earmark.report.keys import generate_keypair, key_fingerprint, load_public_key
+
+    priv, pub = generate_keypair(path)
+    click.echo(f"private key       {priv}  (keep it secret)")
+    click.echo(f"public key        {pub}")
+    click.echo(f"fingerprint       {key_fingerprint(load_public_key(pub))}")
+
+
+@cli.command("verify-match")
+@click.argument("scan_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("item")
+@click.option("--track", "track_id", help="Check only the match with this recording.")
+@click.option("--catalogue", "-c", "cat_path", type=click.Path(file_okay=False, path_type=Path),
+              help="Catalogue (default: the one the scan used).")
+@click.option("--source", help="Where the dataset is now (default: where it was scanned).")
+@handle_errors
+def verify_match_cmd(scan_dir: Path, item: str, track_id: str | None, cat_path: Path | None,
+                     source: str | None) -> None:
+    """Re-check the matches of ITEM: its SHA-256, a fresh decode, and an exhaustive alignment.
+
+    Exit status: 0 every match reproduced, 1 not reproduced (or the item changed), 2 cannot run.
+    """
+    from earmark.scan.recheck import verify_match
+
+    res = verify_match(scan_dir, item, track_id=track_id, catalogue=cat_path, source=source)
+    click.echo(f"item              {item}")
+    click.echo(f"sha256            {'matches the scan' if res.sha256_ok else 'DIFFERS from the scan'}")
+    for c in res.checks:
+        r = c.reproduced or {}
+        click.echo(f"{'OK  ' if c.ok else 'FAIL'}  {c.track_id}: reported item "
+                   f"{c.reported['query_start']:.2f} s = recording {c.reported['ref_start']:.2f} s; re-check "
+                   + (f"{r.get('query_start', 0):.2f} s = {r.get('ref_start', 0):.2f} s, "
+                      f"score {r.get('score', 0):.1f}, BER {r.get('ber', 0):.3f}" if r else "nothing")
+                   + ("" if c.ok else f" ({c.detail})"))
+    for n in res.notes:
+        click.echo(f"note  {n}")
+    sys.exit(EXIT_OK if res.ok else EXIT_FOUND)
+
+
 # ---------------------------------------------------------------------------------------- demo
 @cli.command()
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
