@@ -184,3 +184,65 @@ def catalogue_copy(library: Library, tmp_path: Path) -> Path:
     dst = tmp_path / "catalogue-copy"
     shutil.copytree(library.catalogue, dst)
     return dst
+
+
+# ------------------------------------------------------------------- dataset sources (containers)
+@dataclass(frozen=True)
+class Clip:
+    """A dataset item for the container tests: its encoded bytes and the answer it must get."""
+
+    name: str  # file name in the plain-folder layout (``pos1.mp3``)
+    data: bytes  # MP3 bytes
+    samples: np.ndarray  # the audio before encoding (mono, ``SR`` Hz)
+    track_id: str | None  # the recording it must match, None for a negative control
+    ref_start: float  # where in that recording it starts
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+
+# (name, song index or negative, start in the song, length): six positives, two negatives.
+_CLIPS = [
+    ("pos1.mp3", 1, 8.0), ("pos2.mp3", 2, 20.0), ("pos3.mp3", 3, 5.0), ("pos4.mp3", 4, 30.0),
+    ("pos5.mp3", 5, 12.0), ("pos6.mp3", 6, 40.0), ("neg_artist.mp3", None, 0.0), ("neg_noise.mp3", None, 0.0),
+]
+CLIP_S = 10.0
+
+
+@pytest.fixture(scope="session")
+def clips(library: Library, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Clip]:
+    """Eight 10 s MP3 items (six excerpts of catalogue songs, two negative controls), by name."""
+    work = tmp_path_factory.mktemp("clips")
+    out: dict[str, Clip] = {}
+    for name, index, start in _CLIPS:
+        if index is not None:
+            song = library.song(index)
+            samples, tid = song.excerpt(start, CLIP_S), song.track_id
+        elif name == "neg_artist.mp3":
+            samples, tid = library.hard_negatives["same_artist_11"][: int(CLIP_S * SR)], None
+        else:
+            samples, tid = synth.noise(31, duration=CLIP_S, sr=SR, color="pink"), None
+        data = write_audio(work / name, samples).read_bytes()
+        out[name] = Clip(name, data, samples, tid, start)
+    return out
+
+
+@pytest.fixture(scope="session")
+def clips_folder(clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clips as a plain folder of MP3 files."""
+    root = tmp_path_factory.mktemp("clips-folder")
+    for c in clips.values():
+        (root / c.name).write_bytes(c.data)
+    return root
+
+
+@pytest.fixture(scope="session")
+def folder_answers(clips_folder: Path, library: Library, tmp_path_factory) -> dict[str, dict]:
+    """The report records of the clips scanned as a plain folder, by clip name: the reference every
+    container scan of the same bytes must reproduce."""
+    from earmark.scan.run import read_report, scan
+
+    out = tmp_path_factory.mktemp("clips-folder-scan") / "out"
+    scan(clips_folder, library.catalogue, out, workers=1)
+    return {r["file"]: r for r in read_report(out)}

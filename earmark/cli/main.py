@@ -384,7 +384,7 @@ def report_verify(bundle: Path, pubkey: Path | None) -> None:
         click.echo(f"earmark: bundle {bundle} does NOT verify ({len(result.problems)} problems)", err=True)
         sys.exit(EXIT_FOUND)
     signed = "signature verified" if result.signature_verified else "signature NOT checked (no --pubkey)"
-    click.echo(f"OK    {result.checked} files intact; {signed}")
+    click.echo(f"OK    {result.files_checked} files intact; {signed}")
 
 
 @cli.group()

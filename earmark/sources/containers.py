@@ -8,11 +8,13 @@ one error item that says where it broke, after the items read before that point.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -68,17 +70,22 @@ def _read_bounded(f: io.BufferedIOBase | object, limit: int) -> bytes | None:
 
 
 def iter_part(part: Part, limits: Limits = Limits()) -> Iterator[ItemData]:
-    """The items of one part, in their stored order."""
-    if part.kind == "file":
-        yield from _iter_file(part, limits)
-    elif part.kind == "zip":
-        yield from _iter_zip(part, limits)
-    elif part.kind == "tar":
-        yield from _iter_tar(part, limits)
-    elif part.kind in ("parquet", "arrow"):
-        yield from _iter_table(part, limits)
-    else:
+    """The items of one part, in their stored order, each with an identifier unique in the part.
+
+    An archive may hold two members of one name; both are items, the later ones identified as
+    ``name#2``, ``name#3``... so that no member can hide behind another.
+    """
+    readers = {"file": _iter_file, "zip": _iter_zip, "tar": _iter_tar, "parquet": _iter_table,
+               "arrow": _iter_table}
+    reader = readers.get(part.kind)
+    if reader is None:
         yield ItemData(part.name, error=f"unknown source kind {part.kind!r}", error_kind="source")
+        return
+    seen: dict[str, int] = {}
+    for item in reader(part, limits):
+        n = seen.get(item.id, 0) + 1
+        seen[item.id] = n
+        yield item if n == 1 else dataclasses.replace(item, id=f"{item.id}#{n}")
 
 
 def _iter_file(part: Part, limits: Limits) -> Iterator[ItemData]:
@@ -121,14 +128,13 @@ def _iter_zip(part: Part, limits: Limits) -> Iterator[ItemData]:
                                    f"{info.compress_size} (ratio {ratio:.0f})", error_kind="bomb")
                     continue
                 try:
+                    # zipfile stops at the declared size and checks the CRC, so a member whose data
+                    # does not match its header (damaged, or inflating beyond it) fails here
                     with z.open(info) as f:
-                        data = _read_bounded(f, min(limits.max_item_bytes, info.file_size))
-                except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-                    yield ItemData(iid, error=f"damaged archive member: {e}", error_kind="corrupt_container")
-                    continue
-                if data is None:  # the member inflates beyond what its header declares
-                    yield ItemData(iid, error="member is larger than its header declares",
-                                   error_kind="bomb")
+                        data = f.read(info.file_size)
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
+                    yield ItemData(iid, error=f"damaged archive member (data does not match its header): {e}",
+                                   error_kind="corrupt_container")
                     continue
                 yield ItemData(iid, data=data, size=len(data))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
@@ -195,10 +201,30 @@ def _iter_tar(part: Part, limits: Limits) -> Iterator[ItemData]:
                 pending.append((name, data, "", ""))
                 n_read += 1
             yield from flush()
+        if not _tar_ends_properly(part.url):
+            raise tarfile.ReadError("no end-of-archive marker: the shard is cut short")
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         yield from flush()
         yield ItemData(f"{part.name}::<after {n_read} items>",
                        error=f"truncated or corrupt tar shard: {e}", error_kind="corrupt_container")
+
+
+def _tar_ends_properly(url: str) -> bool:
+    """An uncompressed tar ends with two zero blocks; tarfile silently stops at a header cut short,
+    so a shard without them lost its end. Compressed or unseekable shards are not checked here."""
+    if not url.lower().endswith(".tar") and posixpath.splitext(url)[1]:
+        return True
+    try:
+        with fsspec.open(url, "rb") as f:
+            if f.read(262)[257:262] != b"ustar":  # gzip & co. have their own end checks
+                return True
+            size = f.seek(0, 2)
+            if size < 1024:
+                return False
+            f.seek(size - 1024)
+            return f.read(1024) == bytes(1024)
+    except (OSError, ValueError):
+        return True  # not seekable: trust tarfile
 
 
 def _iter_table(part: Part, limits: Limits) -> Iterator[ItemData]:
@@ -245,8 +271,12 @@ def _table_item(iid: str, value: object, limits: Limits) -> ItemData:
         if value.get("bytes") is not None:
             value = value["bytes"]
         elif value.get("array") is not None:
-            sr = int(value.get("sampling_rate") or 0)
-            arr = np.asarray(value["array"], dtype=np.float32)
+            try:
+                sr = int(value.get("sampling_rate") or 0)
+                arr = np.asarray(value["array"], dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                return ItemData(iid, error=f"decoded audio cell is not a 1-D array of numbers: {e}",
+                                error_kind="not_audio", source_path=src)
             if sr <= 0 or arr.ndim != 1:
                 return ItemData(iid, error="decoded audio without a valid sampling_rate or 1-D array",
                                 error_kind="not_audio", source_path=src)

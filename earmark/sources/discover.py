@@ -42,34 +42,66 @@ class Skipped:
     reason: str
 
 
-_BRACE = re.compile(r"\{([^{}]*)\}")
+def _matching_brace(s: str, i: int) -> int:
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] == "{":
+            depth += 1
+        elif s[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _split_top_level(body: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in body:
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
 
 
 def expand_braces(pattern: str) -> list[str]:
-    """Expand ``{000..099}`` numeric ranges (zero padding kept) and ``{a,b}`` lists, as shells do.
+    """Expand ``{000..099}`` numeric ranges and ``{a,b}`` lists (nested too) in the order bash does.
+
+    As in bash, a range with a zero-padded bound pads every term to the widest bound, and braces
+    that hold neither a range nor a comma stay as they are.
 
     >>> expand_braces("shard-{00..02}.tar")
     ['shard-00.tar', 'shard-01.tar', 'shard-02.tar']
+    >>> expand_braces("x{a,b{1..2}}")
+    ['xa', 'xb1', 'xb2']
     """
-    m = _BRACE.search(pattern)
-    if not m:
-        return [pattern]
-    body = m.group(1)
-    rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", body)
-    if rng:
-        a, b = rng.group(1), rng.group(2)
-        width = len(a) if a.startswith("0") or b.startswith("0") else 0
-        lo, hi = int(a), int(b)
-        step = 1 if hi >= lo else -1
-        choices = [str(i).zfill(width) for i in range(lo, hi + step, step)]
-    elif "," in body:
-        choices = body.split(",")
-    else:
-        return [pattern[: m.end()] + x for x in expand_braces(pattern[m.end() :])]
-    out = []
-    for c in choices:
-        out.extend(expand_braces(pattern[: m.start()] + c + pattern[m.end() :]))
-    return out
+    i = pattern.find("{")
+    while i != -1:
+        j = _matching_brace(pattern, i)
+        if j < 0:
+            return [pattern]
+        body = pattern[i + 1 : j]
+        rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", body)
+        parts = _split_top_level(body)
+        if rng:
+            lo_s, hi_s = rng.group(1), rng.group(2)
+            padded = any(x.lstrip("-").startswith("0") and len(x.lstrip("-")) > 1 for x in (lo_s, hi_s))
+            width = max(len(lo_s), len(hi_s)) if padded else 0
+            lo, hi = int(lo_s), int(hi_s)
+            step = 1 if hi >= lo else -1
+            choices = [str(k).zfill(width) for k in range(lo, hi + step, step)]
+        elif len(parts) > 1:
+            choices = [x for part in parts for x in expand_braces(part)]
+        else:  # literal braces: look for an expansion further on
+            i = pattern.find("{", i + 1)
+            continue
+        rest = expand_braces(pattern[j + 1 :])
+        return [pattern[:i] + c + r for c in choices for r in rest]
+    return [pattern]
 
 
 def _kind_by_name(name: str) -> str | None:
@@ -128,7 +160,7 @@ def discover(source: str, *, all_files: bool = False) -> Iterator[Part | Skipped
             name = posixpath.basename(pattern.split("?", 1)[0]) or pattern
             yield Part(_kind_by_name(name) or "file", pattern, name)
             continue
-        if any(c in path for c in "*?["):
+        if any(c in path for c in "*?[") and not fs.exists(path):
             matches = sorted(fs.glob(path))
             root = path.split("*", 1)[0].rsplit("/", 1)[0]
         elif fs.isdir(path):
