@@ -274,3 +274,69 @@ def test_s3_through_the_cli_with_fsspec_endpoint_config(s3_endpoint, local_scans
     assert {r["file"]: r for r in read_report(out)} == {**local_scans["shard-000000.tar"],
                                                        **local_scans["shard-000001.tar"]}
     shutil.rmtree(out)
+
+
+# --------------------------------------------------------------------------------------------- HTTPS
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_shard_through_the_cli(corpus, local_scans, library, tmp_path):
+    """A WebDataset shard read over https:// from a TLS server on loopback, trusted via SSL_CERT_FILE."""
+    import ssl
+
+    pytest.importorskip("aiohttp", reason="fsspec's HTTP filesystem needs aiohttp (pip install aiohttp)")
+    cert, key = _self_signed(tmp_path)
+    bound = functools.partial(_RangeHandler, directory=str(corpus))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), bound)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{srv.server_address[1]}/shard-000000.tar"
+        env = dict(os.environ, SSL_CERT_FILE=str(cert))
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-m", "earmark.cli.main", "scan", url, "-c", str(library.catalogue), "-j", "1"]
+        r = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 1, r.stderr  # found catalogue recordings
+        records = {x["file"]: x for x in read_report(out)}
+        assert records == local_scans["shard-000000.tar"]
+        # without trusting the certificate the shard is an error line, not a silent success
+        out2 = tmp_path / "untrusted"
+        r2 = subprocess.run([sys.executable, "-m", "earmark.cli.main", "scan", url, "-c",
+                             str(library.catalogue), "-o", str(out2), "-j", "1"],
+                            capture_output=True, text=True, env={k: v for k, v in env.items()
+                                                                 if k != "SSL_CERT_FILE"}, timeout=120)
+        assert r2.returncode in (0, 2), r2.stderr
+        if r2.returncode == 0:
+            assert all(x["status"] == "error" for x in read_report(out2))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
