@@ -13,7 +13,8 @@ case "$task" in demo|test) ;; *) echo "usage: bash scripts/dev.sh demo|test" >&2
 need_pkgs=()
 ldconfig -p 2>/dev/null | grep -q 'libchromaprint\.so' || need_pkgs+=(libchromaprint1)
 if [ "$task" = test ]; then
-  command -v ffmpeg >/dev/null 2>&1 || need_pkgs+=(ffmpeg)
+  command -v ffmpeg >/dev/null 2>&1 || need_pkgs+=(ffmpeg)          # encoders for test audio
+  [ -x /usr/bin/chromium ] || need_pkgs+=(chromium chromium-driver)  # the HTML report's browser test
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   sudo=""
