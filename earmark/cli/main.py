@@ -426,8 +426,9 @@ def verify_match_cmd(scan_dir: Path, item: str, track_id: str | None, cat_path: 
     click.echo(f"sha256            {'matches the scan' if res.sha256_ok else 'DIFFERS from the scan'}")
     for c in res.checks:
         r = c.reproduced or {}
-        click.echo(f"{'OK  ' if c.ok else 'FAIL'}  {c.track_id}: reported item "
-                   f"{c.reported['query_start']:.2f} s = recording {c.reported['ref_start']:.2f} s; re-check "
+        q, ref = c.reported["query_start"], c.reported["ref_start"]
+        claim = "not reported" if q is None else f"reported item {q:.2f} s = recording {ref:.2f} s"
+        click.echo(f"{'OK  ' if c.ok else 'FAIL'}  {c.track_id}: {claim}; re-check "
                    + (f"{r.get('query_start', 0):.2f} s = {r.get('ref_start', 0):.2f} s, "
                       f"score {r.get('score', 0):.1f}, BER {r.get('ber', 0):.3f}" if r else "nothing")
                    + ("" if c.ok else f" ({c.detail})"))

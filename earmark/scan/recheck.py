@@ -119,10 +119,12 @@ def verify_match(
     except DecodeError as e:
         raise ScanError(f"{item_id}: cannot be decoded: {e.reason}") from e
     wanted = [m for m in record["matches"] if track_id is None or m["track_id"] == track_id]
-    if not wanted:
-        result.notes.append("the scan reported no match for this item" +
-                            (f" with {track_id}" if track_id else ""))
+    if not wanted and track_id is None:
+        result.notes.append("the scan reported no match for this item")
         return result
+    if not wanted:  # check a recording the scan did not report: any alignment would confirm it
+        result.notes.append(f"the scan reported no match with {track_id}; checking for any alignment")
+        wanted = [{"track_id": track_id, "query_start": None, "ref_start": None}]
     by_track = {r.track_id: r for r in reader.recordings.values()}
     for tid in sorted({m["track_id"] for m in wanted}):
         rec = by_track.get(tid)
@@ -148,8 +150,11 @@ def verify_match(
                                      catalogue_items=reader.n_items_live)
         found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
         for m in (x for x in wanted if x["track_id"] == tid):
-            near = [f for f in found if abs(f.query_start - m["query_start"]) <= tolerance_s
-                    and abs(f.ref_start - m["ref_start"]) <= tolerance_s]
+            if m["query_start"] is None:
+                near = found
+            else:
+                near = [f for f in found if abs(f.query_start - m["query_start"]) <= tolerance_s
+                        and abs(f.ref_start - m["ref_start"]) <= tolerance_s]
             if near:
                 best = near[0].to_dict()
                 result.checks.append(MatchCheck(tid, m, best, True, "reproduced"))
