@@ -1,0 +1,133 @@
+"""Reports end to end through the CLI: scan -> report build (signed) -> report verify; verify-match;
+licences; findings and coverage with known answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from conftest import SR, write_audio
+
+from earmark import synth
+from earmark.cli.main import cli
+from earmark.report.findings import build_findings, merge_intervals
+from earmark.scan.run import read_report
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def scanned(library, tmp_path_factory):
+    """Three crops of TRK-0001 (two overlapping), one of TRK-0003, a negative; scanned."""
+    root = tmp_path_factory.mktemp("report-data")
+    s1, s3 = library.song(1), library.song(3)
+    write_audio(root / "a.wav", s1.excerpt(5.0, 10.0))
+    write_audio(root / "b.wav", s1.excerpt(10.0, 10.0))  # overlaps a.wav by 5 s of the recording
+    write_audio(root / "c.wav", s1.excerpt(30.0, 8.0))
+    write_audio(root / "=HYPERLINK(evil).wav", s3.excerpt(20.0, 10.0))  # a hostile name
+    write_audio(root / "neg.wav", synth.noise(5, duration=10.0, sr=SR, color="pink"))
+    out = tmp_path_factory.mktemp("report-scan") / "scan"
+    result = run("scan", root, "-c", library.catalogue, "-o", out, "-j", "1")
+    assert result.exit_code == 1, result.output
+    return root, out
+
+
+def test_findings_coverage_is_the_union_of_matched_intervals(scanned, library):
+    _, out = scanned
+    records = read_report(out)
+    cat = [{"track_id": t, "duration_s": s.duration, "rights_holder": "R"} for t, s in library.songs.items()]
+    f = {x.track_id: x for x in build_findings(records, cat).findings}
+    t1 = f["TRK-0001"]
+    assert t1.n_items == 3 and t1.n_matches == 3
+    # recording seconds 5-20 (a and b) and 30-38 (c): 23 s, within the matcher's edge precision
+    assert t1.coverage_s == pytest.approx(23.0, abs=1.5)
+    assert len(t1.coverage_intervals) == 2
+    assert t1.coverage_fraction == pytest.approx(t1.coverage_s / library.song(1).duration, abs=1e-3)
+    assert f["TRK-0003"].n_items == 1
+    assert set(f) == {"TRK-0001", "TRK-0003"}
+
+
+def test_merge_intervals():
+    assert merge_intervals([(5, 10), (0, 2), (9, 12), (20, 21)]) == [(0, 2), (5, 12), (20, 21)]
+    assert merge_intervals([(0, 1), (1.5, 2)], gap=0.6) == [(0, 2)]
+    assert merge_intervals([]) == []
+
+
+def test_report_build_sign_verify_and_tamper(scanned, library, tmp_path):
+    _, out = scanned
+    key = tmp_path / "keys" / "signer"
+    key.parent.mkdir()
+    assert run("keys", "generate", key).exit_code == 0
+    other = tmp_path / "keys" / "other"
+    assert run("keys", "generate", other).exit_code == 0
+    bundle = tmp_path / "bundle"
+    r = run("report", "build", out, "--out", bundle, "--sign", key)
+    assert r.exit_code == 0, r.output
+    assert "2 of 6 registered recordings found (2 unlicensed)" in r.output
+    for name in ("report/report.html", "report/findings.jsonl", "report/matches.jsonl", "report/items.jsonl",
+                 "report/findings.csv", "report/matches.csv", "report/summary.json", "methods/methods.json",
+                 "methods/scan-manifest.json", "methods/catalogue.json", "VERIFY.md", "manifest.json",
+                 "manifest.json.sig", "SHA256SUMS"):
+        assert (bundle / name).is_file(), name
+    ok = run("report", "verify", bundle, "--pubkey", f"{key}.pub")
+    assert ok.exit_code == 0 and "signature verified" in ok.output
+    assert run("report", "verify", bundle, "--pubkey", f"{other}.pub").exit_code == 1
+    # the hostile file name is neutralised in the CSV and escaped in the HTML
+    rows = list(csv.DictReader((bundle / "report" / "matches.csv").open()))
+    assert "'=HYPERLINK(evil).wav" in {r["file"] for r in rows}
+    assert len(rows) == 4
+    # one byte changed in a report file: verification fails naming it
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundle, tampered)
+    p = tampered / "report" / "findings.csv"
+    data = bytearray(p.read_bytes())
+    data[10] ^= 1
+    p.write_bytes(bytes(data))
+    bad = CliRunner().invoke(cli, ["report", "verify", str(tampered), "--pubkey", f"{key}.pub"])
+    assert bad.exit_code == 1
+    assert "report/findings.csv" in bad.output
+
+
+def test_licences_mark_findings_licensed(scanned, catalogue_copy, tmp_path):
+    root, _ = scanned
+    r = run("catalogue", "licence", "add", "-c", catalogue_copy, "--licensee", "Acme AI",
+            "--dataset", "*report-data*", "--track", "TRK-0003", "--from", "2020-01-01")
+    assert r.exit_code == 0, r.output
+    listed = run("catalogue", "licence", "list", "-c", catalogue_copy)
+    assert json.loads(listed.output.splitlines()[0])["licensee"] == "Acme AI"
+    out = tmp_path / "scan"
+    assert run("scan", root, "-c", catalogue_copy, "-o", out, "-j", "1").exit_code == 1
+    bundle = tmp_path / "bundle"
+    r = run("report", "build", out, "--out", bundle)
+    assert r.exit_code == 0, r.output
+    assert "(1 unlicensed)" in r.output
+    findings = {json.loads(x)["track_id"]: json.loads(x)
+                for x in (bundle / "report" / "findings.jsonl").read_text().splitlines()}
+    assert findings["TRK-0003"]["licensed"] and not findings["TRK-0001"]["licensed"]
+    bad = CliRunner().invoke(cli, ["catalogue", "licence", "add", "-c", str(catalogue_copy),
+                                   "--licensee", "x", "--dataset", "*", "--from", "2020-13-45x"])
+    assert bad.exit_code == 2 and "must be a date" in bad.output
+
+
+def test_verify_match_reproduces_and_detects_changes(scanned, library, tmp_path):
+    root, out = scanned
+    ok = run("verify-match", out, "a.wav")
+    assert ok.exit_code == 0, ok.output
+    assert "OK    TRK-0001" in ok.output
+    # the item checked against a recording it does not contain
+    wrong = run("verify-match", out, "a.wav", "--track", "TRK-0002")
+    assert wrong.exit_code == 1 and "FAIL  TRK-0002" in wrong.output
+    # one byte of the item changed since the scan
+    moved = tmp_path / "data"
+    shutil.copytree(root, moved)
+    p = moved / "a.wav"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 1
+    p.write_bytes(bytes(data))
+    changed = run("verify-match", out, "a.wav", "--source", moved)
+    assert changed.exit_code == 1 and "DIFFERS from the scan" in changed.output
