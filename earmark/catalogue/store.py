@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from earmark import __version__
 from earmark.catalogue.licences import Licence
 from earmark.catalogue.metadata import CORE_FIELDS, RecordingSpec
 from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
+from earmark.fileio import atomic_write_text, sha256_file, utc_now
 from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
 from earmark.fingerprint.pipeline import fingerprint_source
@@ -99,28 +99,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS live_sha ON recordings(sha256) WHERE removed_a
 """
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-
-def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> tuple[str, int]:
-    """SHA-256 hex digest and size in bytes of a file, read in chunks."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-            size += len(b)
-    return h.hexdigest(), size
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

@@ -24,8 +24,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from earmark import __version__
-from earmark.catalogue.store import Catalogue, atomic_write_text, utc_now
+from earmark.catalogue.store import Catalogue
 from earmark.errors import EarmarkError
+from earmark.fileio import atomic_write_text, utc_now
 from earmark.report.bundle import sign_bundle, write_manifest
 from earmark.report.export import (
     FINDING_COLUMNS,

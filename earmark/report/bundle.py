@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from earmark.errors import EarmarkError, ParameterError
+from earmark.fileio import atomic_write_bytes, sha256_file
 from earmark.report.keys import key_fingerprint, load_private_key, load_public_key
 
 __all__ = [
@@ -482,18 +481,12 @@ def _read_detached(files: Mapping[str, Path], name: str) -> bytes | None:
         raise BundleError(f"{files[name]}: cannot read: {e.strerror}") from e
 
 
-def _digest(path: Path, *, chunk: int = 1 << 20) -> tuple[str, int]:
+def _digest(path: Path) -> tuple[str, int]:
     """SHA-256 (hex) and size in bytes of a file."""
-    h = hashlib.sha256()
-    size = 0
     try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-                size += len(block)
+        return sha256_file(path)
     except OSError as e:
         raise BundleError(f"{path}: cannot read: {e.strerror}") from e
-    return h.hexdigest(), size
 
 
 def _canonical_json(doc: Mapping[str, Any]) -> bytes:
@@ -509,20 +502,8 @@ def _sha256sums(entries: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write ``data`` atomically (see :func:`earmark.fileio.atomic_write_bytes`)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write_bytes(path, data)
     except OSError as e:
         raise BundleError(f"{path}: cannot write: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; bundle files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise BundleError(f"{path}: cannot write: {e.strerror}") from e
-        raise

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from earmark.catalogue.reader import open_reader
-from earmark.catalogue.store import sha256_file
 from earmark.errors import DecodeError, EarmarkError, ScanError
+from earmark.fileio import sha256_file
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
 from earmark.match.model import NullModel

@@ -30,8 +30,8 @@ from pathlib import Path
 from earmark import __version__
 from earmark.audio import decoder_versions
 from earmark.catalogue.reader import CatalogueReader, open_reader
-from earmark.catalogue.store import atomic_write_text, utc_now
 from earmark.errors import EarmarkError, ScanError
+from earmark.fileio import atomic_write_text, utc_now
 from earmark.fingerprint import chromaprint
 from earmark.parallel import default_workers, imap_unordered
 from earmark.scan.worker import ItemResult, ScanSettings, scan_part

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from earmark.fileio import sha256_file
+
 
 @dataclass(frozen=True)
 class ItemData:
@@ -44,7 +46,5 @@ class ItemData:
         elif self.samples is not None:
             h.update(np.ascontiguousarray(self.samples, dtype="<f4").tobytes())
         elif self.path is not None:
-            with open(self.path, "rb") as f:
-                while b := f.read(1 << 20):
-                    h.update(b)
+            return sha256_file(self.path)[0]
         return h.hexdigest()
