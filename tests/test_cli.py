@@ -246,3 +246,17 @@ def test_scan_into_an_existing_scan_exits_2_unless_overwrite(library, cli_datase
 def test_scan_help_states_the_real_default_max_fmp():
     help_text = " ".join(run("scan", "--help").output.split())
     assert f"default {MatchConfig().max_fmp:g}" in help_text
+
+
+def test_an_unexpected_error_exits_2_never_1(library, tmp_path, monkeypatch):
+    """Exit status 1 means 'found catalogue recordings': a crash must not look like a finding."""
+    import earmark.scan.run as run_mod
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(run_mod, "scan", boom)
+    result = CliRunner().invoke(cli, ["scan", str(tmp_path), "-c", str(library.catalogue), "-o",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "internal error: RuntimeError: simulated bug" in result.stderr

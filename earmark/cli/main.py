@@ -1,9 +1,9 @@
 """The ``earmark`` command: a thin layer over the Python API.
 
 Exit status of ``earmark scan`` (as clamscan): 0 the scan completed and found nothing, 1 it completed
-and found catalogue recordings, 2 it could not run (bad arguments, unreadable catalogue). Unreadable
-items never change it: they are ``error`` lines in the report. Other commands exit 0 on success,
-1 when some items failed, 2 when the command could not run.
+and found catalogue recordings, 2 it could not run (bad arguments, unreadable catalogue, or an
+internal error). Unreadable items never change it: they are ``error`` lines in the report. Other
+commands exit 0 on success, 1 when some items failed (or a check failed), 2 when they could not run.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("earmark: interrupted", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise
+        except Exception as e:  # a bug or an unexpected environment: never exit 1, which means "found"
+            logging.getLogger("earmark").debug("internal error", exc_info=True)
+            _fail(f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)")
 
     return wrapper
 
