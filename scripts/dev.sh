@@ -28,10 +28,12 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=.venv/.earmark-installed
+# the demo needs the package; the tests also need the test extra (Ray, moto, a browser driver...)
+target=.; [ "$task" = test ] && target='.[test]'
+stamp=".venv/.earmark-installed-$task"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e "$target"
   touch "$stamp"
 fi
 
