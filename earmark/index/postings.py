@@ -1,0 +1,61 @@
+"""Exact-key postings in sorted arrays: the index of the landmark family (issue 4, experimental).
+
+Keys are uint32 sorted once (stable, so equal keys keep insertion order and the index is
+deterministic); payload arrays are aligned with them. A lookup of many key ranges at once is two
+``searchsorted`` calls and a repeat/cumsum expansion: no Python loop per key. The arrays can be saved
+as ``.npy`` and memory-mapped, like the Chromaprint segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from earmark.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Sorted keys and their payload columns (all the same length)."""
+
+    keys: np.ndarray  # uint32, sorted
+    columns: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, keys: np.ndarray, **columns: np.ndarray) -> Postings:
+        keys = np.asarray(keys, dtype=np.uint32)
+        for name, col in columns.items():
+            if len(col) != len(keys):
+                raise ParameterError(f"column {name} has {len(col)} rows, keys have {len(keys)}")
+        order = np.argsort(keys, kind="stable")
+        return cls(keys=keys[order], columns={k: np.asarray(v)[order] for k, v in columns.items()})
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every posting with ``lo[q] <= key <= hi[q]``.
+
+        Returns
+        -------
+        query : np.ndarray, int64
+            Index into ``lo``/``hi`` of each hit.
+        posting : np.ndarray, int64
+            Row of each hit in this index.
+        """
+        a = np.searchsorted(self.keys, np.asarray(lo, dtype=np.uint32), side="left")
+        b = np.searchsorted(self.keys, np.asarray(hi, dtype=np.uint32), side="right")
+        counts = np.maximum(b - a, 0)
+        query = np.repeat(np.arange(len(a)), counts)
+        if len(query) == 0:
+            return query.astype(np.int64), np.zeros(0, np.int64)
+        starts = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        posting = starts + np.arange(len(query))
+        return query.astype(np.int64), posting.astype(np.int64)
+
+
+def brute_force_lookup(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> set[tuple[int, int]]:
+    """Reference for tests: (query, key row) pairs by direct comparison (rows of unsorted ``keys``)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return {(q, int(r)) for q in range(len(lo)) for r in np.flatnonzero((keys >= lo[q]) & (keys <= hi[q]))}
