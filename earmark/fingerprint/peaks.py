@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 from scipy import ndimage, sparse
 
 from earmark.errors import ParameterError
@@ -140,7 +141,8 @@ def log_spectrogram(samples: np.ndarray, config: PeakConfig) -> np.ndarray:
         return np.zeros((0, config.n_bins), np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(x, config.n_fft)[:: config.hop]
     window = np.hanning(config.n_fft).astype(np.float32)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    spec = scipy.fft.rfft(frames * window, axis=1)  # float32 in, complex64 out: ~5x numpy's float64 FFT
+    power = spec.real**2 + spec.imag**2
     fb = _log_filterbank(config.sample_rate, config.n_fft, config.fmin, config.bins_per_octave,
                          config.n_octaves)
     logp = (fb @ power.T).T
