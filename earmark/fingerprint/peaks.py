@@ -174,21 +174,25 @@ def pick_peaks(spec_db: np.ndarray, config: PeakConfig, *, silence_db: float = -
         z = np.zeros(0)
         return Peaks(z, z, np.zeros(0, np.float32))
     white = whiten(spec_db, config)
-    size = (2 * config.nbhd_frames + 1, 2 * config.nbhd_bins + 1)
-    is_max = white == ndimage.maximum_filter(white, size=size, mode="constant", cval=-np.inf)
-    # a plateau (a held tone) is one peak, at its start: strictly above the earlier frames around it
-    nt = config.nbhd_frames
-    across = ndimage.maximum_filter1d(white, size=2 * config.nbhd_bins + 1, axis=1, mode="constant",
-                                      cval=-np.inf)
-    padded = np.concatenate([np.full((nt, white.shape[1]), -np.inf, white.dtype), across])
-    earlier = ndimage.maximum_filter1d(padded, size=nt, axis=0, mode="constant", cval=-np.inf)
-    is_max &= white > earlier[nt // 2 : nt // 2 + len(white)]
-    not_flat = ndimage.maximum_filter(spec_db, size=3) > ndimage.minimum_filter(spec_db, size=3)
+    nt, nb = config.nbhd_frames, config.nbhd_bins
+    # the neighbourhood maximum, as two separable passes (the first one reused below)
+    across = ndimage.maximum_filter1d(white, size=2 * nb + 1, axis=1, mode="constant", cval=-np.inf)
+    nbhd_max = ndimage.maximum_filter1d(across, size=2 * nt + 1, axis=0, mode="constant", cval=-np.inf)
     loud = (spec_db.max(axis=1) > silence_db)[:, None]
-    mask = is_max & not_flat & loud & (white >= config.floor_db)
+    mask = (white == nbhd_max) & loud & (white >= config.floor_db)
     mask[0, :] = mask[-1, :] = False
     mask[:, 0] = mask[:, -1] = False
     t, b = np.nonzero(mask)
+    # the few candidates are checked one by one (gathers, not filters over the whole image):
+    # a plateau (a held tone) is one peak, at its start: strictly above the earlier frames around it
+    back = t[:, None] - np.arange(1, nt + 1)[None, :]
+    earlier = np.where(back >= 0, across[np.maximum(back, 0), b[:, None]], -np.inf).max(axis=1)
+    # and not in a flat region (digital silence, clipping)
+    patch = spec_db[(t[:, None] + np.array([-1, -1, -1, 0, 0, 1, 1, 1])[None, :]),
+                    (b[:, None] + np.array([-1, 0, 1, -1, 1, -1, 0, 1])[None, :])]
+    centre = spec_db[t, b]
+    keep = (white[t, b] > earlier) & ((patch.max(axis=1) > patch.min(axis=1)) | (centre != patch.min(axis=1)))
+    t, b = t[keep], b[keep]
     # parabolic interpolation of the whitened surface along each axis
     c = white[t, b]
     df = _parabola(white[t, b - 1], c, white[t, b + 1])

@@ -87,10 +87,14 @@ def match_triplets(q: Triplets, postings: Postings, config: HoughConfig = HoughC
         np.round(offset / config.offset_cell_s).astype(np.int64),
     ], axis=1)
     anchor = q.anchor[qrow]
-    uniq_cells, inverse = np.unique(cells, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    pairs = np.unique(np.stack([inverse, anchor], axis=1), axis=0)
-    votes = np.bincount(pairs[:, 0], minlength=len(uniq_cells))
+    # one int64 per cell (rec | factor | shift | offset fields), so uniques are 1-D sorts
+    # (factor and shift cells fit 6 bits once offset by 32, the offset cell 24 bits: +-2e6 s)
+    packed = ((cells[:, 0] << 6 | (cells[:, 1] + 32)) << 6 | (cells[:, 2] + 32)) << 24
+    packed |= cells[:, 3] + 2**23
+    uniq, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    uniq_cells = cells[first]
+    pairs = np.unique((inverse.astype(np.int64) << 32) | anchor)
+    votes = np.bincount(pairs >> 32, minlength=len(uniq))
     order = np.argsort(-votes, kind="stable")[: config.max_cells]
     out: list[Candidate] = []
     for ci in order:
