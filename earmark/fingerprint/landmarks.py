@@ -58,6 +58,9 @@ class TripletConfig:
         Allowed time between consecutive peaks of a triplet (reference side).
     max_pitch_diff : float
         Largest pitch difference between consecutive peaks, in semitones.
+    min_pitch_diff : float
+        Smallest one: peaks of one held note or tone repeat the same triplet at every offset, the
+        degenerate evidence that lets tones and drones match anything with that note.
     ref_fan : int
         Reference side: each peak pairs with this many followers (up to ``ref_fan ** 2`` triplets per
         anchor).
@@ -72,6 +75,7 @@ class TripletConfig:
     min_gap_s: float = 0.03
     max_gap_s: float = 0.30
     max_pitch_diff: float = 8.0
+    min_pitch_diff: float = 0.5
     ref_fan: int = 4
     query_fan: int = 7
     tempo_tolerance: float = 0.25
@@ -141,11 +145,13 @@ def triplets(peaks: Peaks, config: TripletConfig, *, query: bool = False) -> Tri
     j = start[:, None] + offs[None, :]  # (n, fan)
     ok_j = j < np.minimum(stop[:, None], n)
     j = np.where(ok_j, j, 0)
-    ok_j &= np.abs(p[j] - p[:, None]) <= config.max_pitch_diff
+    d1 = np.abs(p[j] - p[:, None])
+    ok_j &= (d1 <= config.max_pitch_diff) & (d1 >= config.min_pitch_diff)
     k = start[j][:, :, None] + offs[None, None, :]  # (n, fan, fan)
     ok_k = ok_j[:, :, None] & (k < np.minimum(stop[j][:, :, None], n))
     k = np.where(ok_k, k, 0)
-    ok_k &= np.abs(p[k] - p[j][:, :, None]) <= config.max_pitch_diff
+    d2 = np.abs(p[k] - p[j][:, :, None])
+    ok_k &= (d2 <= config.max_pitch_diff) & (d2 >= config.min_pitch_diff)
     ii, jj, kk = np.nonzero(ok_k)
     jn = j[ii, jj]
     kn = k[ii, jj, kk]
