@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from earmark.catalogue.reader import open_reader
-from earmark.errors import DecodeError, EarmarkError, ScanError
+from earmark.errors import DecodeError, ScanError
 from earmark.fileio import sha256_file
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
-from earmark.sources import ItemData, Limits, discover, iter_part
+from earmark.sources import ItemData, Limits, Part, discover, iter_part
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def find_item(source: str, item_id: str, limits: Limits) -> ItemData:
     """Read one item of a source again, by its report identifier."""
     prefix = item_id.split("::", 1)[0] if "::" in item_id else None
     for part in discover(source, all_files=True):
-        if not hasattr(part, "kind"):
+        if not isinstance(part, Part):  # a skipped file
             continue
         if part.name == item_id or (prefix is not None and part.name == prefix):
             for it in iter_part(part, limits):
@@ -167,4 +167,4 @@ def verify_match(
     return result
 
 
-__all__ = ["EarmarkError", "MatchCheck", "RecheckResult", "find_item", "verify_match"]
+__all__ = ["MatchCheck", "RecheckResult", "find_item", "verify_match"]
