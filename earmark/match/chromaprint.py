@@ -150,12 +150,15 @@ def candidate_diagonals(
     # one vote per (rec, diag, query window)
     triples = np.unique(np.stack([hits.rec_id, diag, hits.qpos], axis=1), axis=0)
     pairs, votes = np.unique(triples[:, :2], axis=0, return_counts=True)
-    # add the neighbouring diagonals' votes
-    lookup = {(int(r), int(d)): int(v) for (r, d), v in zip(pairs, votes, strict=True)}
-    soft = np.array(
-        [v + lookup.get((int(r), int(d) - 1), 0) + lookup.get((int(r), int(d) + 1), 0)
-         for (r, d), v in zip(pairs, votes, strict=True)]
-    )
+    # add the neighbouring diagonals' votes: pairs are sorted, so (rec, diag) packed into one int64
+    # keeps that order and the neighbours are found by binary search
+    packed = (pairs[:, 0] << 32) + (pairs[:, 1] + (1 << 31))
+    soft = votes.copy()
+    for step in (-1, 1):
+        at = np.searchsorted(packed, packed + step)
+        found = at < len(packed)
+        found[found] = packed[at[found]] == packed[found] + step
+        soft[found] += votes[at[found]]
     order = np.lexsort((pairs[:, 1], pairs[:, 0], -soft))[: config.max_candidates]
     return [(int(pairs[i, 0]), int(pairs[i, 1]), int(soft[i])) for i in order]
 
