@@ -81,6 +81,7 @@ def assert_known_answer(record: dict, clip, *, tol: float = 0.5) -> None:
         assert record["status"] == "no_match", record
         return
     assert record["status"] == "match", record
+    assert len(record["matches"]) == 1, record["matches"]
     (m,) = record["matches"]
     assert m["track_id"] == clip.track_id
     assert abs(m["ref_start"] - clip.ref_start) <= tol, (m["ref_start"], clip.ref_start)

@@ -21,10 +21,11 @@ from earmark.catalogue.reader import open_reader
 from earmark.catalogue.store import WINDOW_WIDTH, Catalogue
 from earmark.errors import CatalogueError, MetadataError, ParamsMismatchError
 from earmark.fingerprint.chromaprint import ChromaprintConfig
+from earmark.fingerprint.landmarks import LandmarkConfig
 
 SEGMENT_FILES = {
     "manifest.json", "codes.npy", "active.npy", "rec_ids.npy", "rec_starts.npy", "win_item.npy",
-    "windows.faissbin",
+    "windows.faissbin", "lm_keys.npy", "lm_rec.npy", "lm_t1.npy", "lm_p1.npy", "lm_span.npy",
 }
 
 
@@ -69,11 +70,15 @@ def test_manifest_mirrors_the_database(library):
     assert m["recordings"] == 6
     assert m["segments"] == ["000001"]
     assert m["families"]["chromaprint"]["params_id"] == ChromaprintConfig().params_id
+    assert m["families"]["landmark"]["params_id"] == LandmarkConfig().params_id
     assert m["window_width"] == WINDOW_WIDTH
     seg = library.catalogue / "segments" / "000001"
     assert {p.name for p in seg.iterdir()} == SEGMENT_FILES
     sm = json.loads((seg / "manifest.json").read_text())
     assert sm["n_recordings"] == 6
+    assert sm["landmark_params_id"] == LandmarkConfig().params_id
+    keys = np.load(seg / "lm_keys.npy")
+    assert sm["n_postings"] == len(keys) > 0 and np.all(keys[1:] >= keys[:-1])
     assert set(sm["files"]) == SEGMENT_FILES - {"manifest.json"}
 
 

@@ -1,41 +1,79 @@
-"""The experimental landmark family: invariant keys, the postings index against brute force, and
-Hough matching that recovers a speed change's time factor and pitch shift."""
+"""The landmark family: invariant keys and their probes, the postings index against brute force,
+streamed peaks against whole-signal peaks, and matching that survives speed, tempo and pitch changes
+and reports the applied factors, with negative controls."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import librosa
 import numpy as np
 import pytest
 import soxr
 
 from earmark import synth
-from earmark.fingerprint.landmarks import TripletConfig, make_keys, probe_ranges, triplets
-from earmark.fingerprint.peaks import PeakConfig, extract_peaks
+from earmark.errors import ParameterError
+from earmark.fingerprint.landmarks import (
+    LandmarkConfig,
+    TripletConfig,
+    Triplets,
+    make_keys,
+    probe_ranges,
+    triplets,
+)
+from earmark.fingerprint.peaks import PeakStream, extract_peaks
 from earmark.index.postings import Postings, brute_force_lookup
-from earmark.match.landmarks import build_postings, match_triplets
+from earmark.match.landmarks import HoughConfig, MemoryIndex, log10_fmp, match_triplets, search
+from earmark.match.model import transform_reading
 
-PC = PeakConfig()
-QC = replace(PC, nbhd_frames=6, nbhd_bins=4)
-TC = TripletConfig()
+LC = LandmarkConfig()
+PC, QC, TC = LC.peaks, LC.query_peaks, LC.triplets
 SR = PC.sample_rate
 
 
+class _Rec:
+    def __init__(self, track_id: str, duration_s: float):
+        self.track_id, self.duration_s = track_id, duration_s
+
+
+@pytest.fixture(scope="module")
+def songs():
+    return [synth.song(s, duration=40.0, sr=SR) for s in (21, 22, 23)]
+
+
+@pytest.fixture(scope="module")
+def index(songs):
+    return MemoryIndex({i: (triplets(extract_peaks(x, PC), TC), len(x) / SR) for i, x in enumerate(songs)})
+
+
+RECS = {i: _Rec(f"T{i}", 40.0) for i in range(3)}
+
+
 def test_keys_ignore_pitch_translation_and_time_scaling():
-    ratio = np.array([0.3, 0.55])
+    ratio, span = np.array([0.3, 0.55]), np.array([0.2, 0.4])
     d12, d23, p1 = np.array([2.0, -3.5]), np.array([-1.0, 4.0]), np.array([13.0, 26.0])
-    k = make_keys(ratio, d12, d23, p1, TC)
-    # the same triplets 0.4 st higher (same octave cell) and played faster: same keys
-    assert np.array_equal(k, make_keys(ratio, d12, d23, p1 + 0.4, TC))
-    assert not np.array_equal(k, make_keys(ratio, d12 + 1.0, d23, p1, TC))
+    k = make_keys(ratio, d12, d23, span, p1, TC)
+    # 0.4 st higher (same pitch cell), 5 % faster (same span cell): same keys
+    assert np.array_equal(k, make_keys(ratio, d12, d23, span / 1.05, p1 + 0.4, TC))
+    assert not np.array_equal(k, make_keys(ratio, d12 + 1.0, d23, span, p1, TC))
 
 
-def test_probe_ranges_cover_the_neighbouring_ratio_and_octave_cells():
-    k = make_keys(np.array([0.5]), np.array([1.0]), np.array([2.0]), np.array([23.9]), TC)
-    lo, hi, row = probe_ranges(k)
-    shifted = make_keys(np.array([0.5 + 1 / 32]), np.array([1.0]), np.array([2.0]), np.array([24.3]), TC)
-    assert any(lo[i] <= shifted[0] <= hi[i] for i in range(len(lo)))
-    assert set(row.tolist()) == {0}
+@pytest.mark.parametrize("factor,shift", [(1.0, 0.0), (1.2, 12 * np.log2(1.2)), (0.9, -2.0), (1.1, 3.9)])
+def test_probes_reach_the_reference_key_under_any_allowed_change(factor, shift):
+    rng = np.random.default_rng(5)
+    n = 400
+    ratio, span = rng.uniform(0.05, 0.95, n), rng.uniform(0.07, 0.7, n)
+    d12, d23, p1 = rng.uniform(-7, 7, n), rng.uniform(-7, 7, n), rng.uniform(5, 50, n)
+    ref = make_keys(ratio, d12, d23, span, p1, TC)
+    # the copy: spans divided by the time factor, anchor pitches moved; ratio jitter of half a cell
+    qr = np.clip(ratio + rng.uniform(-0.5, 0.5, n) / 32, 0, 0.999)
+    q = Triplets(make_keys(qr, d12, d23, span / factor, p1 + shift, TC), np.arange(n), np.zeros(n),
+                 p1 + shift, span / factor)
+    lo, hi, row = probe_ranges(q, TC)
+    found = np.zeros(n, bool)
+    for a, b, r in zip(lo, hi, row, strict=True):
+        found[r] |= a <= ref[r] <= b
+    assert found.all()
 
 
 def test_postings_lookup_equals_brute_force():
@@ -49,17 +87,77 @@ def test_postings_lookup_equals_brute_force():
         keys, lo, hi)
 
 
-@pytest.mark.parametrize("speed", [1.0, 1.12])
-def test_a_sped_up_excerpt_matches_with_its_factors(speed):
-    songs = [synth.song(s, duration=40.0, sr=SR) for s in (21, 22, 23)]
-    postings = build_postings(np.arange(3), [triplets(extract_peaks(x, PC), TC) for x in songs])
+def test_streamed_peaks_equal_whole_signal_peaks():
+    x = synth.song(5, duration=75.0, sr=SR)
+    whole = extract_peaks(x, QC)
+    stream = PeakStream(QC, chunk_s=20.0, margin_s=2.0)
+    for i in range(0, len(x), 7777):
+        stream.feed(x[i : i + 7777])
+    got = stream.finish()
+    assert len(got) == len(whole) > 1000
+    np.testing.assert_allclose(got.time, whole.time, atol=1e-9)
+    np.testing.assert_allclose(got.pitch, whole.pitch, atol=1e-9)
+
+
+def _match(index, query):
+    q = triplets(extract_peaks(query, QC), TC, query=True)
+    return match_triplets(q, len(query) / SR, index, RECS, TC, replace(HoughConfig(), max_fmp=1e-6))
+
+
+@pytest.mark.parametrize("change", ["none", "speed", "tempo", "pitch"])
+def test_a_changed_excerpt_matches_and_reports_the_applied_factors(songs, index, change):
     excerpt = songs[1][10 * SR : 22 * SR]
-    query = soxr.resample(excerpt, SR * speed, SR).astype(np.float32) if speed != 1.0 else excerpt
-    cands = match_triplets(triplets(extract_peaks(query, QC), TC, query=True), postings)
-    assert cands and cands[0].rec_id == 1
-    best = cands[0]
-    assert best.time_factor == pytest.approx(speed, rel=0.02)
-    assert best.pitch_st == pytest.approx(12 * np.log2(speed), abs=0.25)
-    assert best.offset_s == pytest.approx(10.0, abs=0.15)
-    others = [c.anchors for c in cands if c.rec_id != 1]
-    assert best.anchors > 3 * max(others, default=1)
+    factor, shift = 1.0, 0.0
+    if change == "speed":  # resampled: 12 % faster and higher
+        factor, shift = 1.12, 12 * np.log2(1.12)
+        query = soxr.resample(excerpt, SR * factor, SR).astype(np.float32)
+    elif change == "tempo":
+        factor = 1.1
+        query = librosa.effects.time_stretch(excerpt, rate=factor).astype(np.float32)
+    elif change == "pitch":
+        shift = 2.0
+        query = librosa.effects.pitch_shift(excerpt, sr=SR, n_steps=shift).astype(np.float32)
+    else:
+        query = excerpt
+    matches = [m for m in _match(index, query) if not m.alternative]
+    assert matches and {m.rec_id for m in matches} == {1}
+    best = max(matches, key=lambda m: m.score)
+    assert best.time_factor == pytest.approx(factor, rel=0.01)
+    assert best.pitch_st == pytest.approx(shift, abs=0.25)
+    assert best.transform == change
+    # recording time of the item's start: 10 s (the excerpt's place), whatever the change
+    assert best.ref_start - best.query_start * best.time_factor == pytest.approx(10.0, abs=0.15)
+    assert best.fmp < 1e-20
+
+
+def test_unrelated_music_and_a_tone_do_not_match(index):
+    other = synth.song(99, duration=12.0, sr=SR)
+    t = np.arange(12 * SR) / SR
+    chord = (sum(np.sin(2 * np.pi * 220 * r * t) for r in (1, 1.26, 1.5)) / 3).astype(np.float32)
+    for query in (other, chord):
+        assert _match(index, query) == []
+        cands = search(triplets(extract_peaks(query, QC), TC, query=True), 12.0, index, TC, HoughConfig())
+        assert all(c.log10_fmp > -6 for c in cands)
+
+
+def test_more_chance_hits_mean_a_weaker_score():
+    kw = dict(rec_duration=200.0, window_s=10.0, n_windows=1, catalogue_seconds=2000.0, n_recordings=10,
+              tc=TC, hc=HoughConfig())
+    assert log10_fmp(12, 500, **kw) < log10_fmp(12, 5000, **kw) < log10_fmp(8, 5000, **kw) <= 0.0
+    # a larger catalogue tests more hypotheses
+    assert log10_fmp(12, 500, **kw) < log10_fmp(12, 500, **{**kw, "catalogue_seconds": 2e6})
+
+
+@pytest.mark.parametrize("tf,st,reading", [(1.0, 0.0, "none"), (1.2, 3.156, "speed"), (1.1, 0.0, "tempo"),
+                                           (1.0, -1.0, "pitch"), (1.1, 2.0, "mixed"), (1.004, 0.1, "none")])
+def test_transform_reading(tf, st, reading):
+    assert transform_reading(tf, st) == reading
+
+
+def test_config_identity_and_round_trip():
+    from dataclasses import asdict
+
+    assert LandmarkConfig.from_dict(asdict(LC)) == LC
+    assert replace(LC, query_nbhd_frames=7).params_id != LC.params_id
+    with pytest.raises(ParameterError):
+        TripletConfig(min_gap_s=0.5, max_gap_s=0.1)

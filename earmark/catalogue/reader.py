@@ -37,6 +37,8 @@ class _Segment:
     rec_starts: np.ndarray
     win_item: np.ndarray
     index: FaissBinaryIndex
+    lm_keys: np.ndarray
+    lm_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # rec, t1, p1, span
 
 
 class CatalogueReader:
@@ -47,6 +49,7 @@ class CatalogueReader:
             self.root = Path(root)
             self.config = cat.config
             self.params_id = cat.config.params_id
+            self.landmark_config = cat.landmark_config
             self.window_width = int(cat.manifest["window_width"])
             self.digest = cat.digest()
             seg_names = cat.segment_names()
@@ -67,6 +70,11 @@ class CatalogueReader:
                     f"{d}: segment fingerprints use parameters {m.get('params_id')}, "
                     f"the catalogue uses {self.params_id}"
                 )
+            if m.get("landmark_params_id") != self.landmark_config.params_id:
+                raise ParamsMismatchError(
+                    f"{d}: segment landmarks use parameters {m.get('landmark_params_id')}, "
+                    f"the catalogue uses {self.landmark_config.params_id}"
+                )
             if int(m.get("window_width", -1)) != self.window_width:
                 raise ParamsMismatchError(f"{d}: window width {m.get('window_width')} != {self.window_width}")
             seg = _Segment(
@@ -77,13 +85,56 @@ class CatalogueReader:
                 rec_starts=np.load(d / "rec_starts.npy", allow_pickle=False),
                 win_item=np.load(d / "win_item.npy", mmap_mode=mode, allow_pickle=False),
                 index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
+                lm_keys=np.load(d / "lm_keys.npy", mmap_mode=mode, allow_pickle=False),
+                lm_cols=tuple(np.load(d / f"lm_{c}.npy", mmap_mode=mode, allow_pickle=False)
+                              for c in ("rec", "t1", "p1", "span")),  # type: ignore[arg-type]
             )
             si = len(self._segments)
             self._segments.append(seg)
             for j, rid in enumerate(seg.rec_ids):
                 self._where[int(rid)] = (si, int(seg.rec_starts[j]), int(seg.rec_starts[j + 1]))
         self._live = np.array(sorted(self.recordings), dtype=np.int64)
+        self._live_mask = np.zeros(int(max(self._where, default=0)) + 1, bool)
+        self._live_mask[self._live[self._live < len(self._live_mask)]] = True
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
+        self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
+
+    @property
+    def landmark_recordings(self) -> int:
+        return len(self.recordings)
+
+    def recording_duration(self, rec_id: int) -> float:
+        return float(self.recordings[int(rec_id)].duration_s)
+
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every live landmark posting with ``lo[q] <= key <= hi[q]``, over all segments.
+
+        Returns ``(q, rec_id, t1, p1, span)``: the index into ``lo``/``hi`` of each hit and the
+        posting's recording, anchor time, anchor pitch and span.
+        """
+        # probing in key order keeps the binary searches in cache (several times faster)
+        by_key = np.argsort(lo, kind="stable")
+        lo = np.asarray(lo, dtype=np.uint32)[by_key]
+        hi = np.asarray(hi, dtype=np.uint32)[by_key]
+        parts = []
+        for seg in self._segments:
+            a = np.searchsorted(seg.lm_keys, lo, side="left")
+            b = np.searchsorted(seg.lm_keys, hi, side="right")
+            counts = np.maximum(b - a, 0)
+            n = int(counts.sum())
+            if n == 0:
+                continue
+            q = np.repeat(by_key, counts)
+            rows = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(n)
+            rec = np.asarray(seg.lm_cols[0][rows], dtype=np.int64)
+            live = self._live_mask[rec]
+            parts.append((q[live], rec[live], *(np.asarray(c[rows[live]]) for c in seg.lm_cols[1:])))
+        if not parts:
+            z = np.zeros(0, np.int64)
+            f = np.zeros(0, np.float32)
+            return z, z, f, f, f
+        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))  # type: ignore[return-value]
 
     @property
     def n_recordings(self) -> int:

@@ -12,6 +12,10 @@ Layout of a catalogue directory::
         rec_starts.npy       int64 offsets of each recording in codes.npy (n_recordings + 1)
         win_item.npy         int64 item offset of each indexed window
         windows.faissbin     FAISS binary index over the windows
+        lm_keys.npy          uint32 landmark triplet keys, sorted (postings of the landmark family)
+        lm_rec.npy           int32 recording id of each posting
+        lm_t1.npy, lm_p1.npy, lm_span.npy
+                             float32 anchor time (s), anchor pitch (semitones), triplet span (s)
 
 Growth is incremental: each `add` writes a new segment and commits its rows in one SQLite
 transaction (the commit point: a segment not recorded in SQLite is ignored). Removal marks the
@@ -38,7 +42,7 @@ from earmark.catalogue.licences import Licence
 from earmark.catalogue.metadata import CORE_FIELDS, RecordingSpec
 from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
 from earmark.fileio import atomic_write_text, sha256_file, utc_now
-from earmark.fingerprint import chromaprint
+from earmark.fingerprint import chromaprint, landmarks
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.index import FaissBinaryIndex, pack_windows, window_ok
@@ -47,7 +51,10 @@ from earmark.parallel import imap_unordered
 log = logging.getLogger(__name__)
 
 CATALOGUE_FORMAT = "earmark-catalogue"
-CATALOGUE_VERSION = 1
+CATALOGUE_VERSION = 2
+#: Landmark keys holding more postings than this (or than the segment's 99.9th percentile of
+#: posting-list lengths, whichever is larger) are stop-listed: they say little and cost much.
+LANDMARK_KEY_CAP = 40
 SEGMENT_FORMAT = "earmark-segment"
 #: Items per indexed window (8 Chromaprint items = 256 bits, about one second).
 WINDOW_WIDTH = 8
@@ -164,14 +171,17 @@ class _Fingerprinted:
     sha256: str = ""
     size: int = 0
     fingerprint: Fingerprint | None = None
+    triplets: landmarks.Triplets | None = None
     error: str = ""
 
 
-def _fingerprint_spec(args: tuple[RecordingSpec, chromaprint.ChromaprintConfig]) -> _Fingerprinted:
-    spec, config = args
+def _fingerprint_spec(
+    args: tuple[RecordingSpec, chromaprint.ChromaprintConfig, landmarks.LandmarkConfig]
+) -> _Fingerprinted:
+    spec, config, lm = args
     try:
         digest, size = sha256_file(spec.path)
-        fa = fingerprint_source(spec.path, config, name=str(spec.path))
+        fa = fingerprint_source(spec.path, config, name=str(spec.path), peaks=lm.peaks)
     except DecodeError as e:
         return _Fingerprinted(spec, error=f"{e.kind}: {e.reason}")
     except OSError as e:
@@ -179,15 +189,27 @@ def _fingerprint_spec(args: tuple[RecordingSpec, chromaprint.ChromaprintConfig])
     if fa.fingerprint.n_active < WINDOW_WIDTH:
         secs = fa.fingerprint.duration
         return _Fingerprinted(spec, error=f"too short or silent to fingerprint ({secs:.1f} s)")
-    return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint)
+    trips = landmarks.triplets(fa.peaks, lm.triplets)  # type: ignore[arg-type]
+    return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint, triplets=trips)
+
+
+def stop_listed(keys: np.ndarray) -> np.ndarray:
+    """Mask of postings whose key is too common (see ``LANDMARK_KEY_CAP``)."""
+    if len(keys) == 0:
+        return np.zeros(0, bool)
+    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    cap = max(LANDMARK_KEY_CAP, float(np.percentile(counts, 99.9)))
+    return counts[inverse] > cap
 
 
 class Catalogue:
     """A catalogue directory. Open (or create) with :meth:`open`."""
 
-    def __init__(self, root: Path, config: chromaprint.ChromaprintConfig, manifest: dict):
+    def __init__(self, root: Path, config: chromaprint.ChromaprintConfig, manifest: dict,
+                 landmark_config: landmarks.LandmarkConfig | None = None):
         self.root = root
         self.config = config
+        self.landmark_config = landmark_config or landmarks.LandmarkConfig()
         self.manifest = manifest
         self._db = sqlite3.connect(root / "catalogue.sqlite", isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -218,6 +240,7 @@ class Catalogue:
             if root.exists() and any(root.iterdir()):
                 raise CatalogueError(f"{root}: exists, is not empty and is not a catalogue")
             cfg = config or chromaprint.ChromaprintConfig()
+            lmc = landmarks.LandmarkConfig()
             root.mkdir(parents=True, exist_ok=True)
             (root / "segments").mkdir(exist_ok=True)
             manifest = {
@@ -226,12 +249,14 @@ class Catalogue:
                 "fingerprint_format_version": FORMAT_VERSION,
                 "families": {
                     chromaprint.FAMILY: {"params_id": cfg.params_id, "config": asdict(cfg)},
+                    landmarks.FAMILY: {"params_id": lmc.params_id, "config": asdict(lmc),
+                                       "key_cap": LANDMARK_KEY_CAP},
                 },
                 "window_width": WINDOW_WIDTH,
                 "created_at": utc_now(),
                 "created_by": f"earmark {__version__}",
             }
-            cat = cls(root, cfg, manifest)
+            cat = cls(root, cfg, manifest, lmc)
             cat._db.executescript(_SCHEMA)
             cat._write_manifest()
             return cat
@@ -258,9 +283,19 @@ class Catalogue:
                 f"{root}: catalogue fingerprints use parameters {stored.params_id}, "
                 f"not the requested {config.params_id}"
             )
+        lfam = manifest["families"].get(landmarks.FAMILY, {})
+        try:
+            lmc = landmarks.LandmarkConfig.from_dict(lfam["config"])
+        except (KeyError, TypeError) as e:
+            raise CatalogueError(f"{root}: landmark parameters missing or unreadable: {e}") from e
+        if lmc.params_id != lfam.get("params_id"):
+            raise ParamsMismatchError(
+                f"{root}: catalogue was made with landmark parameters {lfam.get('params_id')}, which this "
+                f"earmark version computes as {lmc.params_id}; re-register the catalogue"
+            )
         if not (root / "catalogue.sqlite").exists():
             raise CatalogueError(f"{root}: catalogue.sqlite is missing")
-        return cls(root, stored, manifest)
+        return cls(root, stored, manifest, lmc)
 
     def close(self) -> None:
         self._db.close()
@@ -316,6 +351,7 @@ class Catalogue:
         """
         h = hashlib.sha256()
         h.update(self.config.params_id.encode())
+        h.update(self.landmark_config.params_id.encode())
         for r in self._db.execute("SELECT name, manifest_sha256 FROM segments ORDER BY name"):
             h.update(f"segment {r[0]} {r[1]}\n".encode())
         for r in self._db.execute(
@@ -355,7 +391,7 @@ class Catalogue:
             if s.track_id in live_tid:
                 note(AddOutcome(s.track_id, str(s.path), "duplicate", "track_id already registered"))
             else:
-                todo.append((s, self.config))
+                todo.append((s, self.config, self.landmark_config))
         batch_sha: dict[str, str] = {}
         for fp in imap_unordered(_fingerprint_spec, todo, workers=workers):
             s = fp.spec
@@ -402,12 +438,26 @@ class Catalogue:
             index.add(pack_windows(c, width=WINDOW_WIDTH)[ok])
             win_items.append(ok + starts[i])
         win_item = np.concatenate(win_items).astype(np.int64)
+        trips = [f.triplets for f in items]
+        lm_keys = np.concatenate([t.key for t in trips]).astype(np.uint32)  # type: ignore[union-attr]
+        lm_cols = {
+            "rec": np.concatenate([np.full(len(t), r, np.int32)  # type: ignore[arg-type]
+                                   for r, t in zip(rec_ids, trips, strict=True)]),
+            "t1": np.concatenate([t.t1 for t in trips]).astype(np.float32),  # type: ignore[union-attr]
+            "p1": np.concatenate([t.p1 for t in trips]).astype(np.float32),  # type: ignore[union-attr]
+            "span": np.concatenate([t.span for t in trips]).astype(np.float32),  # type: ignore[union-attr]
+        }
+        keep = ~stop_listed(lm_keys)
+        order = np.flatnonzero(keep)[np.argsort(lm_keys[keep], kind="stable")]
         _save_npy(tmp / "codes.npy", all_codes)
         _save_npy(tmp / "active.npy", all_active)
         _save_npy(tmp / "rec_ids.npy", rec_ids)
         _save_npy(tmp / "rec_starts.npy", starts)
         _save_npy(tmp / "win_item.npy", win_item)
         index.save(tmp / "windows.faissbin")
+        _save_npy(tmp / "lm_keys.npy", lm_keys[order])
+        for col, arr in lm_cols.items():
+            _save_npy(tmp / f"lm_{col}.npy", arr[order])
         files = {p.name: sha256_file(p)[0] for p in sorted(tmp.iterdir())}
         seg_manifest = {
             "format": SEGMENT_FORMAT,
@@ -418,6 +468,9 @@ class Catalogue:
             "n_recordings": len(items),
             "n_items": int(len(all_codes)),
             "n_windows": int(len(win_item)),
+            "landmark_params_id": self.landmark_config.params_id,
+            "n_postings": int(len(order)),
+            "n_stop_listed": int((~keep).sum()),
             "files": files,
         }
         text = json.dumps(seg_manifest, indent=1, sort_keys=True)

@@ -232,9 +232,14 @@ def format_summary(s: dict) -> str:
 @click.option("--max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
               help="Report matches whose false-match probability is at most this "
               f"(default {MatchConfig().max_fmp:g}).")
+@click.option("--landmark-max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
+              help="Report matches that only the landmark family finds (pitch, tempo or speed "
+              "changes, heavy noise) when their false-match probability is at most this (default "
+              "1e-160: the preset with no false positives on hard negatives; see docs/matching.md).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
-         engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None) -> None:
+         engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None,
+         landmark_max_fmp: float | None) -> None:
     """Scan DATASET for catalogue recordings.
 
     DATASET is a folder (recursive), an audio file, a zip, a tar / WebDataset shard or a brace
@@ -254,6 +259,8 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
     settings = ScanSettings(limits=Limits(audio_column=audio_column))
     if max_fmp is not None:
         settings = replace(settings, match=replace(settings.match, max_fmp=max_fmp))
+    if landmark_max_fmp is not None:
+        settings = replace(settings, landmarks=replace(settings.landmarks, max_fmp=landmark_max_fmp))
     bar = Progress("scanning")
     found = [0]
 

@@ -12,6 +12,7 @@ floor, interpolated parabolically in time and pitch).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -215,3 +216,56 @@ def _parabola(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def extract_peaks(samples: np.ndarray, config: PeakConfig) -> Peaks:
     """The constellation of a mono signal at ``config.sample_rate``."""
     return pick_peaks(log_spectrogram(samples, config), config)
+
+
+class PeakStream:
+    """Peaks of a long signal fed block by block, in bounded memory.
+
+    Samples are analysed in chunks of ``chunk_s`` seconds with ``margin_s`` of context on each side
+    (more than the whitening half-window and the peak neighbourhood), and each chunk contributes the
+    peaks of its core only, so the result equals :func:`extract_peaks` on the whole signal except
+    within ``margin_s`` of chunk joins where the whitening's edge handling differs (it does not:
+    the margin exceeds every filter's reach), at a fixed memory cost per chunk.
+    """
+
+    def __init__(self, config: PeakConfig, *, chunk_s: float = 60.0, margin_s: float = 2.0):
+        hop = config.hop
+        self.config = config
+        self._chunk = max(1, int(chunk_s * config.sample_rate) // hop) * hop
+        self._margin = max(1, int(math.ceil(margin_s * config.sample_rate / hop))) * hop
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+        self._base = 0  # absolute sample index of the buffer's first sample
+        self._out: list[Peaks] = []
+
+    def feed(self, block: np.ndarray) -> None:
+        if len(block):
+            self._buf.append(np.asarray(block, dtype=np.float32))
+            self._buffered += len(block)
+        while self._buffered >= self._chunk + 2 * self._margin:
+            x = np.concatenate(self._buf)
+            self._emit(x[: self._chunk + 2 * self._margin], last=False)
+            x = x[self._chunk :]
+            self._buf, self._buffered = [x], len(x)
+            self._base += self._chunk
+
+    def finish(self) -> Peaks:
+        x = np.concatenate(self._buf) if self._buf else np.zeros(0, np.float32)
+        self._emit(x, last=True)
+        self._buf, self._buffered = [], 0
+        parts = [p for p in self._out if len(p)]
+        if not parts:
+            z = np.zeros(0)
+            return Peaks(z, z, np.zeros(0, np.float32))
+        return Peaks(time=np.concatenate([p.time for p in parts]),
+                     pitch=np.concatenate([p.pitch for p in parts]),
+                     strength=np.concatenate([p.strength for p in parts]))
+
+    def _emit(self, x: np.ndarray, *, last: bool) -> None:
+        sr = self.config.sample_rate
+        pk = extract_peaks(x, self.config)
+        lo = 0.0 if self._base == 0 else self._margin / sr
+        hi = math.inf if last else (self._margin + self._chunk) / sr
+        keep = (pk.time >= lo) & (pk.time < hi)
+        off = self._base / sr
+        self._out.append(Peaks(time=pk.time[keep] + off, pitch=pk.pitch[keep], strength=pk.strength[keep]))

@@ -1,118 +1,333 @@
-"""Landmark matching (issue 4, experimental): Hough votes over (recording, time factor, pitch shift,
-offset), refined to the inlier set of the best cells.
+"""Landmark matching: Hough votes over (recording, time factor, pitch shift, offset), refined to the
+inliers of the best cells, scored by a local-background Poisson null model.
 
-Not yet part of the scan's decision: its evidence still needs a calibrated null model (see
-docs/benchmarks.md). ``benchmarks/landmark_eval.py`` measures how well it separates copies from
-non-copies per transformation.
+Long items are searched in overlapping windows (bounded memory and a fresh chance per window, which
+the false-match probability counts); a recording found in several windows at one alignment is
+reported once over the union of their spans. See ``docs/matching.md`` for the null model.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+from scipy.stats import poisson
 
-from earmark.fingerprint.landmarks import Triplets, probe_ranges
-from earmark.index.postings import Postings
+from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges
+from earmark.match.model import Match, transform_reading
+
+#: Probabilities below 1e-300 are reported as 1e-300 (beyond float range, and beyond meaning).
+LOG10_FLOOR = -300.0
+#: Bits of a packed Hough cell below the recording id (factor 6, shift 6, offset 24).
+_CELL_BITS = 36
+
+
+class LandmarkIndex(Protocol):
+    """What the matcher needs from a catalogue (``CatalogueReader`` provides it)."""
+
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]: ...
+
+    def recording_duration(self, rec_id: int) -> float: ...
+
+    @property
+    def landmark_recordings(self) -> int: ...
+
+    @property
+    def landmark_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
 class HoughConfig:
-    """Hypothesis cells and inlier tolerances."""
+    """Hypothesis cells, inlier tolerances, windows and the decision threshold.
 
-    min_factor: float = 0.75
-    max_factor: float = 1.35
-    max_shift_st: float = 4.0
+    Attributes
+    ----------
+    log_factor_cell, shift_cell_st, offset_cell_s : float
+        Hough cell sizes: natural log of the time factor, semitones, seconds.
+    max_cells : int
+        Cells refined per window (by raw votes).
+    inlier_s, inlier_st : float
+        A hit is an inlier of a hypothesis when its recording time lies within ``inlier_s`` of the
+        fitted line and its pitch shift within ``inlier_st`` of the fitted shift.
+    window_s, hop_s : float
+        Long items are searched in windows of this length, this far apart.
+    min_pitches : int
+        Degenerate-audio guard: inlier anchors must span at least this many distinct semitones
+        (a tone or a chord repeats a few pitches and can line up with anything that holds them).
+    min_span_s, min_span_fraction : float
+        A match must cover at least ``max(min_span_s, min_span_fraction * min(item, 10 s))`` of
+        the item: chance and shared motifs line up briefly, copies throughout.
+    calibration : float
+        Multiplier of the Bonferroni-Poisson tail fitted on non-catalogue audio so that predicted
+        and observed chance-match rates agree (``benchmarks/null_calibration.py``).
+    max_fmp : float
+        Report a landmark-only match when its false-match probability is at most this. The null
+        model bounds *chance* alignments, and 1e-6 would rule chance out; but recordings of one
+        artist can share passages (a theme, a loop, a remix's stems), which no chance model covers.
+        The default is the preset that keeps false positives at zero on the public benchmark's
+        hard negatives (same-artist unregistered recordings; the strongest scores 1e-157, see
+        docs/benchmarks.md). Matches that Chromaprint confirms are not held to it.
+    confirm_fmp : float
+        A landmark match at most this probable by chance that coincides with a Chromaprint match
+        adds its evidence and factors to it.
+    """
+
     log_factor_cell: float = 0.03
     shift_cell_st: float = 0.5
     offset_cell_s: float = 0.25
-    min_votes: int = 4
-    max_cells: int = 20
+    max_cells: int = 12
     inlier_s: float = 0.06
     inlier_st: float = 0.4
+    window_s: float = 20.0
+    hop_s: float = 15.0
+    min_pitches: int = 4
+    min_span_s: float = 1.5
+    min_span_fraction: float = 0.5
+    calibration: float = 1.0
+    max_fmp: float = 1e-160
+    confirm_fmp: float = 1e-6
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One alignment hypothesis and its evidence."""
+    """One alignment hypothesis in one window, with its evidence and false-match probability."""
 
     rec_id: int
     time_factor: float  # recording seconds per item second
     pitch_st: float  # pitch of the item relative to the recording
     offset_s: float  # recording time at item time 0
     anchors: int  # distinct item anchors among the inliers (the evidence unit)
+    pitches: int  # distinct anchor semitones among the inliers
     hits: int  # inlier hits
-    background: int  # all hits on this recording (chance level grows with it)
+    background: int  # all hits on this recording in the window (the chance level grows with it)
     query_start: float
     query_end: float
+    log10_fmp: float
 
 
-def build_postings(rec_ids: np.ndarray, trips: list[Triplets]) -> Postings:
-    """Postings of every recording's triplets: key -> (rec, t1, p1, span)."""
-    return Postings.build(
-        np.concatenate([t.key for t in trips]),
-        rec=np.concatenate([np.full(len(t), r, np.int32) for r, t in zip(rec_ids, trips, strict=True)]),
-        t1=np.concatenate([t.t1 for t in trips]).astype(np.float32),
-        p1=np.concatenate([t.p1 for t in trips]).astype(np.float32),
-        span=np.concatenate([t.span for t in trips]).astype(np.float32),
-    )
+def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: float, n_windows: int,
+              catalogue_seconds: float, n_recordings: int, tc: TripletConfig, hc: HoughConfig) -> float:
+    """log10 of the probability that chance alone lines up ``anchors`` anchors this well.
+
+    Under the null the item is unrelated to the catalogue and each of the ``background`` hits on the
+    recording falls in a hypothesis' inlier band with probability
+    ``p = 2 inlier_s / (L_rec + L_window) * inlier_st / max_shift``; the inlier anchors are then
+    Poisson with mean ``background * p`` (the query's own hits: a local background that penalises
+    items that hit a recording everywhere). The tail is multiplied by the number of distinguishable
+    hypotheses over the whole catalogue (offsets x shifts x time factors, per window, over every
+    window) and by the fitted calibration factor.
+    """
+    p_in = (2 * hc.inlier_s / (rec_duration + window_s)) * min(1.0, hc.inlier_st / max(tc.max_shift_st, 1e-9))
+    lam = max(background, 1) * p_in
+    tail = max(float(poisson.logsf(anchors - 1, lam)) / math.log(10), LOG10_FLOOR)
+    span = min(window_s, hc.window_s)
+    factors = max(1.0, (1 + tc.tempo_tolerance - 1 / (1 + tc.tempo_tolerance)) * span / (2 * hc.inlier_s))
+    shifts = max(1.0, tc.max_shift_st / hc.inlier_st)
+    offsets = (catalogue_seconds + n_recordings * span) / (2 * hc.inlier_s)
+    tests = offsets * shifts * factors * max(1, n_windows)
+    return min(0.0, float(tail) + math.log10(tests * hc.calibration))
 
 
-def match_triplets(q: Triplets, postings: Postings, config: HoughConfig = HoughConfig()) -> list[Candidate]:
-    """Alignment hypotheses for a query's triplets, strongest first."""
-    if len(q) == 0 or len(postings) == 0:
+def _windows(duration: float, hc: HoughConfig) -> list[tuple[float, float]]:
+    if duration <= hc.window_s:
+        return [(0.0, max(duration, 1e-3))]
+    n = int(math.ceil((duration - hc.window_s) / hc.hop_s)) + 1
+    return [(i * hc.hop_s, min(duration, i * hc.hop_s + hc.window_s)) for i in range(n)]
+
+
+def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
+                      window: tuple[float, float], n_windows: int) -> list[Candidate]:
+    """Alignment hypotheses for the triplets anchored in ``window``, strongest first."""
+    w0, w1 = window
+    q = q.select(np.flatnonzero((q.t1 >= w0) & (q.t1 < w1)))
+    if len(q) == 0:
         return []
-    lo, hi, row = probe_ranges(q.key)
-    qi, pi = postings.lookup(lo, hi)
+    lo, hi, row = probe_ranges(q, tc)
+    qi, rec, tr, pr, spr = index.landmark_lookup(lo, hi)
     if len(qi) == 0:
         return []
     qrow = row[qi]
-    c = postings.columns
-    rec = c["rec"][pi].astype(np.int64)
-    factor = c["span"][pi] / q.span[qrow]
-    shift = q.p1[qrow] - c["p1"][pi]
-    keep = (factor >= config.min_factor) & (factor <= config.max_factor)
-    keep &= np.abs(shift) <= config.max_shift_st
-    qrow, pi, rec, factor, shift = qrow[keep], pi[keep], rec[keep], factor[keep], shift[keep]
-    if len(qrow) == 0:
+    factor = spr / q.span[qrow]
+    shift = q.p1[qrow] - pr
+    tol = 1.0 + tc.tempo_tolerance
+    keep = np.flatnonzero((factor >= 1 / tol) & (factor <= tol) & (np.abs(shift) <= tc.max_shift_st))
+    if len(keep) == 0:
         return []
+    qrow, rec, factor, shift = qrow[keep], rec[keep].astype(np.int64), factor[keep], shift[keep]
+    tr = tr[keep].astype(np.float64)
     tq = q.t1[qrow]
-    tr = c["t1"][pi].astype(np.float64)
-    offset = tr - factor * tq
-    background = np.bincount(rec)
-    cells = np.stack([
-        rec,
-        np.round(np.log(factor) / config.log_factor_cell).astype(np.int64),
-        np.round(shift / config.shift_cell_st).astype(np.int64),
-        np.round(offset / config.offset_cell_s).astype(np.int64),
-    ], axis=1)
+    centre = 0.5 * (w0 + w1)
+    b_c = tr - factor * (tq - centre)  # recording time at the window centre: little leverage
+    lf = np.round(np.log(factor) / hc.log_factor_cell).astype(np.int64) + 32
+    sh = np.round(shift / hc.shift_cell_st).astype(np.int64) + 32
+    of = np.round(b_c / hc.offset_cell_s).astype(np.int64) + 2**23
+    packed = (rec << _CELL_BITS) | (lf << 30) | (sh << 24) | of
+    order = np.argsort(packed, kind="stable")
+    ps = packed[order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    counts = np.diff(np.r_[starts, len(ps)])
+    top = starts[np.argsort(-counts, kind="stable")[: hc.max_cells]]
     anchor = q.anchor[qrow]
-    # one int64 per cell (rec | factor | shift | offset fields), so uniques are 1-D sorts
-    # (factor and shift cells fit 6 bits once offset by 32, the offset cell 24 bits: +-2e6 s)
-    packed = ((cells[:, 0] << 6 | (cells[:, 1] + 32)) << 6 | (cells[:, 2] + 32)) << 24
-    packed |= cells[:, 3] + 2**23
-    uniq, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
-    uniq_cells = cells[first]
-    pairs = np.unique((inverse.astype(np.int64) << 32) | anchor)
-    votes = np.bincount(pairs >> 32, minlength=len(uniq))
-    order = np.argsort(-votes, kind="stable")[: config.max_cells]
     out: list[Candidate] = []
-    for ci in order:
-        if votes[ci] < config.min_votes:
-            break
-        r, lf, sh, of = uniq_cells[ci]
-        near = ((rec == r) & (np.abs(cells[:, 1] - lf) <= 1) & (np.abs(cells[:, 2] - sh) <= 1)
-                & (np.abs(cells[:, 3] - of) <= 1))
+    for cell in ps[top]:
+        r = int(cell >> _CELL_BITS)
+        a0 = np.searchsorted(ps, r << _CELL_BITS)
+        a1 = np.searchsorted(ps, (r + 1) << _CELL_BITS)
+        idx = order[a0:a1]  # every hit on recording r
+        c_lf, c_sh, c_of = (cell >> 30) & 63, (cell >> 24) & 63, cell & (2**24 - 1)
+        near = idx[(np.abs(lf[idx] - c_lf) <= 1) & (np.abs(sh[idx] - c_sh) <= 1)
+                   & (np.abs(of[idx] - c_of) <= 1)]
         a = float(np.median(factor[near]))
         s = float(np.median(shift[near]))
         b = float(np.median(tr[near] - a * tq[near]))
-        inl = (rec == r) & (np.abs(tr - (a * tq + b)) <= config.inlier_s)
-        inl &= np.abs(shift - s) <= config.inlier_st
-        if not inl.any():
+        inl = idx[(np.abs(tr[idx] - (a * tq[idx] + b)) <= hc.inlier_s)
+                  & (np.abs(shift[idx] - s) <= hc.inlier_st)]
+        if len(inl) == 0:
             continue
+        # refit on the inliers (least squares over anchors spread in time), then recount
+        if np.ptp(tq[inl]) > 1.0:
+            a = float(np.clip(_theil_sen(tq[inl], tr[inl]), 1 / tol, tol))
+            b = float(np.median(tr[inl] - a * tq[inl]))
+            s = float(np.median(shift[inl]))
+            inl = idx[(np.abs(tr[idx] - (a * tq[idx] + b)) <= hc.inlier_s)
+                      & (np.abs(shift[idx] - s) <= hc.inlier_st)]
         anchors = len(np.unique(anchor[inl]))
-        out.append(Candidate(rec_id=int(r), time_factor=a, pitch_st=s, offset_s=b, anchors=anchors,
-                             hits=int(inl.sum()), background=int(background[r]),
-                             query_start=float(tq[inl].min()), query_end=float(tq[inl].max())))
-    out.sort(key=lambda x: (-x.anchors, x.rec_id))
+        pitches = len(np.unique(np.round(q.p1[qrow[inl]])))
+        if pitches < hc.min_pitches:
+            lf10 = 0.0
+        else:
+            lf10 = log10_fmp(anchors, len(idx), rec_duration=index.recording_duration(r),
+                             window_s=w1 - w0, n_windows=n_windows,
+                             catalogue_seconds=index.landmark_seconds,
+                             n_recordings=index.landmark_recordings, tc=tc, hc=hc)
+        t_in = tq[inl]
+        q_end = t_in + q.span[qrow[inl]]
+        out.append(Candidate(
+            rec_id=r, time_factor=a, pitch_st=s, offset_s=b, anchors=anchors, pitches=pitches,
+            hits=len(inl), background=len(idx),
+            query_start=float(np.percentile(t_in, 2)), query_end=float(np.percentile(q_end, 98)),
+            log10_fmp=lf10))
+    return _dedupe(out)
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 256) -> float:
+    """Median of the slopes between pairs of points at least 0.5 s apart (robust to the outliers
+    a least-squares fit follows); an evenly spaced subset bounds the work."""
+    if len(x) > max_points:
+        pick = np.linspace(0, len(x) - 1, max_points).astype(np.int64)
+        x, y = x[pick], y[pick]
+    dx = x[None, :] - x[:, None]
+    dy = y[None, :] - y[:, None]
+    ok = dx > 0.5
+    return float(np.median(dy[ok] / dx[ok])) if ok.any() else float(np.median(y / np.maximum(x, 1e-9)))
+
+
+def _same_alignment(x: Candidate, y: Candidate) -> bool:
+    if x.rec_id != y.rec_id or abs(x.pitch_st - y.pitch_st) > 0.5:
+        return False
+    mid = 0.5 * (max(x.query_start, y.query_start) + min(x.query_end, y.query_end))
+    return abs((x.offset_s + x.time_factor * mid) - (y.offset_s + y.time_factor * mid)) <= 0.5
+
+
+def _dedupe(cands: list[Candidate]) -> list[Candidate]:
+    cands = sorted(cands, key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
+    kept: list[Candidate] = []
+    for c in cands:
+        if not any(_same_alignment(c, k) for k in kept):
+            kept.append(c)
+    return kept
+
+
+def search(q: Triplets, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig
+           ) -> list[Candidate]:
+    """Candidates of every window of an item (duration in seconds), strongest first."""
+    wins = _windows(duration, hc)
+    out: list[Candidate] = []
+    for w in wins:
+        out += window_candidates(q, index, tc, hc, window=w, n_windows=len(wins))
+    return sorted(out, key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
+
+
+def match_triplets(q: Triplets, duration: float, index: LandmarkIndex, recordings: dict[int, object],
+                   tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None) -> list[Match]:
+    """Landmark matches of one item: candidates at most ``max_fmp`` (default ``hc.max_fmp``) that
+    span enough of the item, one per (recording, alignment), spans merged across windows, in item
+    order."""
+    limit = math.log10(hc.max_fmp if max_fmp is None else max_fmp)
+    min_span = max(hc.min_span_s, hc.min_span_fraction * min(duration, 10.0))
+    sig = [c for c in search(q, duration, index, tc, hc)
+           if c.log10_fmp <= limit and c.query_end - c.query_start >= min_span]
+    groups: list[list[Candidate]] = []
+    for c in sig:
+        for g in groups:
+            if _same_alignment(c, g[0]) or any(_same_alignment(c, x) for x in g):
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    out = []
+    primaries: list[tuple[Candidate, float, float]] = []
+    for g in groups:
+        best = g[0]
+        rec = recordings[best.rec_id]
+        q0 = max(0.0, min(c.query_start for c in g))
+        q1 = min(duration, max(c.query_end for c in g))
+        r0 = max(0.0, best.offset_s + best.time_factor * q0)
+        r1 = min(float(rec.duration_s), best.offset_s + best.time_factor * q1)  # type: ignore[attr-defined]
+        # the same stretch of the item matching a stronger place of this recording: a repeat
+        alternative = any(p.rec_id == best.rec_id and min(q1, p1) - max(q0, p0) > 0.5 * (q1 - q0)
+                          for p, p0, p1 in primaries)
+        if not alternative:
+            primaries.append((best, q0, q1))
+        out.append(Match(
+            track_id=rec.track_id,  # type: ignore[attr-defined]
+            rec_id=best.rec_id, query_start=q0, query_end=max(q0, q1), ref_start=r0, ref_end=max(r0, r1),
+            score=-best.log10_fmp, fmp=10**best.log10_fmp, ber=None, chance_ber=None, n_items=0,
+            n_distinct=0, alternative=alternative, family="landmark", time_factor=best.time_factor,
+            pitch_st=best.pitch_st,
+            transform=transform_reading(best.time_factor, best.pitch_st), anchors=best.anchors,
+            hits=best.hits))
+    out.sort(key=lambda m: (m.query_start, m.track_id))
     return out
+
+
+class MemoryIndex:
+    """A landmark index held in memory (a few recordings: tests, benchmarks, re-checks).
+
+    ``recordings`` maps rec_id to ``(triplets, duration_s)``; lookups return what
+    ``CatalogueReader.landmark_lookup`` returns.
+    """
+
+    def __init__(self, recordings: dict[int, tuple[Triplets, float]]):
+        from earmark.index.postings import Postings
+
+        ids = sorted(recordings)
+        trips = [recordings[r][0] for r in ids]
+        self._durations = {r: float(recordings[r][1]) for r in ids}
+        self._postings = Postings.build(
+            np.concatenate([t.key for t in trips]) if trips else np.zeros(0, np.uint32),
+            rec=np.concatenate([np.full(len(t), r, np.int64) for r, t in zip(ids, trips, strict=True)])
+            if trips else np.zeros(0, np.int64),
+            t1=np.concatenate([t.t1 for t in trips]).astype(np.float32) if trips else np.zeros(0, np.float32),
+            p1=np.concatenate([t.p1 for t in trips]).astype(np.float32) if trips else np.zeros(0, np.float32),
+            span=(np.concatenate([t.span for t in trips]).astype(np.float32) if trips
+                  else np.zeros(0, np.float32)),
+        )
+
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        q, rows = self._postings.lookup(lo, hi)
+        c = self._postings.columns
+        return q, c["rec"][rows], c["t1"][rows], c["p1"][rows], c["span"][rows]
+
+    def recording_duration(self, rec_id: int) -> float:
+        return self._durations[int(rec_id)]
+
+    @property
+    def landmark_recordings(self) -> int:
+        return len(self._durations)
+
+    @property
+    def landmark_seconds(self) -> float:
+        return float(sum(self._durations.values()))

@@ -36,6 +36,20 @@ class Match:
     alternative : bool
         The same stretch of the item also matches a stronger place of this recording (a repeated
         passage): the audio alone cannot tell which place was copied; this is the second one.
+    family : str
+        Which fingerprint families found this alignment: ``chromaprint``, ``landmark`` or
+        ``chromaprint+landmark`` (evidence of both is reported; ``fmp`` is the smaller of the two,
+        doubled for having looked twice).
+    time_factor : float
+        Recording seconds per item second (1.2: the item is a copy sped up by 20 %).
+    pitch_st : float
+        Pitch of the item relative to the recording, in semitones.
+    transform : str
+        Reading of the two factors: ``none``, ``speed`` (pitch follows time), ``tempo`` (pitch
+        kept), ``pitch`` (time kept) or ``mixed``.
+    anchors, hits : int
+        Landmark evidence: distinct item peaks anchoring triplets that agree with the alignment,
+        and the agreeing triplet hits (0 when only Chromaprint found the match).
     """
 
     track_id: str
@@ -46,8 +60,8 @@ class Match:
     ref_end: float
     score: float
     fmp: float
-    ber: float
-    chance_ber: float
+    ber: float | None
+    chance_ber: float | None
     n_items: int
     n_distinct: int
     alternative: bool = False
@@ -55,6 +69,8 @@ class Match:
     time_factor: float = 1.0
     pitch_st: float = 0.0
     transform: str = "none"
+    anchors: int = 0
+    hits: int = 0
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:
@@ -73,9 +89,37 @@ class Match:
         d["matched_duration"] = round(self.duration, 3)
         d["score"] = round(self.score, 2)
         d["fmp"] = float(f"{self.fmp:.3g}")
-        d["ber"] = round(self.ber, 4)
-        d["chance_ber"] = round(self.chance_ber, 4)
+        d["ber"] = None if self.ber is None else round(self.ber, 4)
+        d["chance_ber"] = None if self.chance_ber is None else round(self.chance_ber, 4)
+        d["time_factor"] = round(self.time_factor, 4)
+        d["pitch_st"] = round(self.pitch_st, 3)
         return d
+
+
+#: A time factor within this relative distance of 1, or a pitch within this many semitones of 0,
+#: or of each other's prediction, counts as unchanged / following.
+FACTOR_TOLERANCE = 0.01
+PITCH_TOLERANCE_ST = 0.25
+
+
+def transform_reading(time_factor: float, pitch_st: float) -> str:
+    """Name the change from (time factor, pitch shift); robust-matching.md section 0.
+
+    Only two factors are observable, so a reading is an interpretation: ``speed`` when the pitch
+    moved as resampling would move it (``12 log2 time_factor``), ``tempo`` when only time changed,
+    ``pitch`` when only pitch changed, ``none`` when neither, ``mixed`` otherwise.
+    """
+    time_same = abs(time_factor - 1.0) <= FACTOR_TOLERANCE
+    pitch_same = abs(pitch_st) <= PITCH_TOLERANCE_ST
+    if time_same and pitch_same:
+        return "none"
+    if time_same:
+        return "pitch"
+    if pitch_same:
+        return "tempo"
+    if abs(pitch_st - 12 * math.log2(time_factor)) <= PITCH_TOLERANCE_ST:
+        return "speed"
+    return "mixed"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 
 from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
+from earmark.fingerprint.landmarks import triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
+from earmark.match import landmarks as lm_match
 from earmark.match.chromaprint import ITEM_SPAN_S, MatchConfig, match_fingerprint
+from earmark.match.combine import combine
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
 
@@ -19,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Whole inputs quieter than this are "silent".
 SILENT_DBFS = -60.0
+#: Items shorter than this carry too little for either family to judge.
+MIN_JUDGE_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class ScanSettings:
 
     match: MatchConfig = field(default_factory=MatchConfig)
     null: NullModel = field(default_factory=NullModel)
+    landmarks: lm_match.HoughConfig = field(default_factory=lm_match.HoughConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -65,6 +71,11 @@ class ItemResult:
         return rec
 
 
+def need_s(fp: object, need: int) -> float:
+    """Seconds of audio that give ``need`` Chromaprint items."""
+    return (need - 1) * fp.item_duration + ITEM_SPAN_S  # type: ignore[attr-defined]
+
+
 def scan_part(
     part: Part, reader: CatalogueReader, settings: ScanSettings, *, skip: frozenset[str] = frozenset()
 ) -> list[ItemResult]:
@@ -96,11 +107,12 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     except OSError as e:
         return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
     try:
+        qpeaks = reader.landmark_config.query_peaks
         if item.samples is not None:
-            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config)
+            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks)
         else:
             src = item.data if item.data is not None else item.path
-            fa = fingerprint_source(src, reader.config, name=item.id)  # type: ignore[arg-type]
+            fa = fingerprint_source(src, reader.config, name=item.id, peaks=qpeaks)  # type: ignore[arg-type]
     except DecodeError as e:
         return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
     except (EarmarkError, MemoryError) as e:
@@ -111,13 +123,19 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     if fa.rms_dbfs < settings.silent_dbfs:
         loud = "digital silence" if not math.isfinite(fa.rms_dbfs) else f"{fa.rms_dbfs:.1f} dBFS"
         return ItemResult(status="no_signal", reason=f"silent ({loud})", **common)
-    if fp.n_active < need:
-        need_s = (need - 1) * fp.item_duration + ITEM_SPAN_S
-        if fp.duration < need_s:
-            why = f"too short: {fp.duration:.2f} s; at least {need_s:.1f} s of sound is needed"
+    chroma_ok = fp.n_active >= need
+    quiet = fp.n_active == 0 and fp.duration >= need_s(fp, need)
+    if not chroma_ok and (fp.duration < MIN_JUDGE_S or quiet):
+        if fp.duration < MIN_JUDGE_S:
+            why = f"too short: {fp.duration:.2f} s; at least {MIN_JUDGE_S:.1f} s of sound is needed"
         else:
-            why = (f"too little sound: {fp.n_active * fp.item_duration:.1f} s above "
-                   f"{reader.config.silence_dbfs:.0f} dBFS; at least {need_s:.1f} s is needed")
+            why = f"too little sound: nothing above {reader.config.silence_dbfs:.0f} dBFS"
         return ItemResult(status="no_signal", reason=why, **common)
-    matches = match_fingerprint(fp, reader, settings.match, settings.null)
+    chroma = match_fingerprint(fp, reader, settings.match, settings.null) if chroma_ok else []
+    lmc = reader.landmark_config
+    trips = triplets(fa.peaks, lmc.triplets, query=True)  # type: ignore[arg-type]
+    hc = settings.landmarks
+    lms = lm_match.match_triplets(trips, fp.duration, reader, reader.recordings, lmc.triplets, hc,
+                                  max_fmp=max(hc.confirm_fmp, hc.max_fmp))
+    matches = combine(chroma, lms, standalone_fmp=hc.max_fmp)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)

@@ -1,0 +1,71 @@
+"""One decision over both fingerprint families: a recording found at one alignment by Chromaprint and
+by landmarks is reported once, with the union of its spans and the evidence of both."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from earmark.match.model import Match
+
+#: Two matches of one recording describe the same alignment when, where their item spans meet, the
+#: recording times they imply differ by at most this many seconds.
+SAME_ALIGNMENT_S = 1.0
+
+
+def _ref_at(m: Match, t: float) -> float:
+    return m.ref_start + (t - m.query_start) * m.time_factor
+
+
+def same_alignment(a: Match, b: Match) -> bool:
+    if a.rec_id != b.rec_id:
+        return False
+    lo, hi = max(a.query_start, b.query_start), min(a.query_end, b.query_end)
+    if hi < lo - SAME_ALIGNMENT_S:  # disjoint stretches of the item: separate copies
+        return False
+    mid = 0.5 * (lo + hi)
+    return abs(_ref_at(a, mid) - _ref_at(b, mid)) <= SAME_ALIGNMENT_S
+
+
+def merge(c: Match, lm: Match) -> Match:
+    """Two matches of the same alignment as one: ``c`` (Chromaprint, or already merged) and a
+    landmark match ``lm``.
+
+    Spans are the union; the false-match probability is the smaller of the two, doubled when two
+    families were asked; Chromaprint's bit statistics and the stronger landmark evidence (factors
+    and anchors) are kept.
+    """
+    first = c if c.query_start <= lm.query_start else lm
+    last = c if c.query_end >= lm.query_end else lm
+    both = c.family != "landmark"
+    fmp = min(1.0, (2 if both else 1) * min(c.fmp, lm.fmp))
+    strong = lm if lm.anchors >= c.anchors else c
+    return dataclasses.replace(
+        c,
+        query_start=first.query_start, ref_start=first.ref_start,
+        query_end=last.query_end, ref_end=max(first.ref_start, last.ref_end),
+        fmp=fmp, score=-math.log10(max(fmp, 1e-300)),
+        family="chromaprint+landmark" if both else "landmark",
+        time_factor=strong.time_factor, pitch_st=strong.pitch_st,
+        transform=strong.transform, anchors=strong.anchors, hits=strong.hits,
+        alternative=c.alternative and lm.alternative,
+    )
+
+
+def combine(chromaprint: list[Match], landmark: list[Match], *, standalone_fmp: float = 1.0) -> list[Match]:
+    """Matches of both families, each (recording, alignment) once, in item order.
+
+    A landmark match that coincides with a Chromaprint match is merged into it; one that does not
+    stands alone only if its false-match probability is at most ``standalone_fmp``.
+    """
+    out = list(chromaprint)
+    for m in sorted(landmark, key=lambda m: (m.fmp, -m.anchors)):
+        for i, c in enumerate(out):
+            if same_alignment(c, m):
+                out[i] = merge(c, m)
+                break
+        else:
+            if m.fmp <= standalone_fmp:
+                out.append(m)
+    out.sort(key=lambda m: (m.query_start, m.track_id, m.ref_start))
+    return out
