@@ -16,14 +16,13 @@ import csv
 import json
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 from earmark.audio import decode
 from earmark.errors import DecodeError
-from earmark.fingerprint.landmarks import TripletConfig, triplets
-from earmark.fingerprint.peaks import PeakConfig, extract_peaks
-from earmark.match.landmarks import build_postings, match_triplets
+from earmark.fingerprint.landmarks import LandmarkConfig, triplets
+from earmark.fingerprint.peaks import extract_peaks
+from earmark.match.landmarks import HoughConfig, MemoryIndex, search
 
 
 def main() -> None:
@@ -31,9 +30,8 @@ def main() -> None:
     ap.add_argument("bench", type=Path)
     ap.add_argument("--limit-per-kind", type=int, default=10**9)
     a = ap.parse_args()
-    ref_cfg = PeakConfig()
-    q_cfg = replace(ref_cfg, nbhd_frames=6, nbhd_bins=4)
-    tc = TripletConfig()
+    lc = LandmarkConfig()
+    ref_cfg, q_cfg, tc = lc.peaks, lc.query_peaks, lc.triplets
     rows = list(csv.DictReader((a.bench / "catalogue.csv").open()))
     fam: dict[str, set[str]] = defaultdict(set)
     if (a.bench / "families.json").exists():
@@ -41,13 +39,14 @@ def main() -> None:
             for t in g:
                 fam[t].update(g)
     t0 = time.process_time()
-    trips = []
-    for r in rows:
+    recs = {}
+    for i, r in enumerate(rows):
         x = decode(a.bench / r["path"], sr=ref_cfg.sample_rate).samples
-        trips.append(triplets(extract_peaks(x, ref_cfg), tc))
-    postings = build_postings(list(range(len(rows))), trips)
+        recs[i] = (triplets(extract_peaks(x, ref_cfg), tc), len(x) / ref_cfg.sample_rate)
+    index = MemoryIndex(recs)
     cpu_reg = time.process_time() - t0
-    print(f"registered {len(rows)} recordings, {len(postings)} postings in {cpu_reg:.0f} s CPU")
+    n_post = sum(len(t) for t, _ in recs.values())
+    print(f"registered {len(rows)} recordings, {n_post} postings in {cpu_reg:.0f} s CPU")
     tid = [r["track_id"] for r in rows]
     per: dict[str, list[tuple[int, int]]] = defaultdict(list)  # transform -> (true evidence, false evidence)
     seen: dict[str, int] = defaultdict(int)
@@ -63,7 +62,8 @@ def main() -> None:
         except DecodeError:
             continue
         c0 = time.process_time()
-        cands = match_triplets(triplets(extract_peaks(x, q_cfg), tc, query=True), postings)
+        dur = len(x) / ref_cfg.sample_rate
+        cands = search(triplets(extract_peaks(x, q_cfg), tc, query=True), dur, index, tc, HoughConfig())
         cpu += time.process_time() - c0
         audio += len(x) / ref_cfg.sample_rate
         truth = {s["track_id"] for s in t.get("segments", [])}
