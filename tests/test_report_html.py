@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import json
 import subprocess
 import time
@@ -63,6 +64,11 @@ RECORDS = [
             duration=45.0),
     _record("/data/d.wav", "match", [_match("T003", 0.0, 150.0, 0.0, 150.0, 40.0)], duration=150.0),
     _record("/data/e.mp3", "no_match"),
+    # found by the landmark family alone: no bit error rate, factors of a 20 % speed-up
+    _record("/data/f.mp3", "match", [_match("T003", 0.0, 10.0, 20.0, 32.0, 55.0, ber=None, chance_ber=None,
+                                            n_items=0, n_distinct=0, family="landmark", anchors=120,
+                                            time_factor=1.2, pitch_st=3.156, transform="speed")],
+            duration=10.0),
     _record(BIDI_PATH, "no_signal", reason="silent (-90 dBFS)"),
     {"file": SURROGATE_PATH, "status": "error", "error": "undecodable: <b>moov atom</b> missing",
      "error_kind": "decode", "matches": [], "sha256": "ab" * 32, "size_bytes": 17},
@@ -138,12 +144,19 @@ def test_page_has_every_section_and_one_row_per_recording(page: str) -> None:
         assert int(a["width"]) > 100 and int(a["height"]) > 50
     text = " ".join(" ".join(doc.text).split())
     assert "Recordings found 3 of 4 registered" in text
-    assert "Items scanned 7" in text and "Items that could not be read 1" in text
+    assert "Items scanned 8" in text and "Items that could not be read 1" in text
     assert "Items with no usable signal 1" in text
     assert "Recordings found without a licence 2" in text
     assert "licensed (licence 7)" in text
     assert "not show that the recordings were used to train a model" in text  # the scope caveat
     assert "earmark scan /data --out 'out dir'" in text  # the command line, shell-quoted
+
+
+def test_a_landmark_only_match_is_summarised_by_its_anchors_and_factors(page: str) -> None:
+    f = {x.track_id: x for x in _findings().findings}["T003"]
+    assert f.strongest_match["family"] == "landmark" and f.strongest_match["ber"] is None
+    text = re.sub(r"\s+", " ", " ".join(_Page(page).text))
+    assert "120 landmark anchors, time factor 1.2, pitch 3.156 st" in text
 
 
 def test_methods_are_tables_and_limitations_are_always_printed(page: str) -> None:

@@ -127,7 +127,8 @@ def build_findings(
             per_item_cov[f] = sum(b - a for a, b in iv)
         longest_rec, longest = max(pairs, key=lambda p: (p[1]["query_end"] - p[1]["query_start"],
                                                          p[1]["score"]))
-        strongest_rec, strongest = max(pairs, key=lambda p: (p[1]["score"], -p[1]["ber"]))
+        strongest_rec, strongest = max(
+            pairs, key=lambda p: (p[1]["score"], -(p[1]["ber"] if p[1].get("ber") is not None else 0.5)))
         transforms: dict[str, int] = defaultdict(int)
         for _, m in pairs:
             transforms[m.get("transform") or "none"] += 1
@@ -197,4 +198,8 @@ def _match_ref(rec: dict, m: dict) -> dict:
         "duration_s": _r3(m["query_end"] - m["query_start"]),
         "score": m["score"],
         "ber": m.get("ber"),
+        "family": m.get("family", "chromaprint"),
+        "anchors": m.get("anchors", 0),
+        "time_factor": m.get("time_factor", 1.0),
+        "pitch_st": m.get("pitch_st", 0.0),
     }
