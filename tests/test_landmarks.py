@@ -106,7 +106,7 @@ def _match(index, query):
 
 @pytest.mark.parametrize("change", ["none", "speed", "tempo", "pitch"])
 def test_a_changed_excerpt_matches_and_reports_the_applied_factors(songs, index, change):
-    excerpt = songs[1][10 * SR : 22 * SR]
+    excerpt = songs[1][10 * SR : 30 * SR]
     factor, shift = 1.0, 0.0
     if change == "speed":  # resampled: 12 % faster and higher
         factor, shift = 1.12, 12 * np.log2(1.12)
@@ -161,3 +161,33 @@ def test_config_identity_and_round_trip():
     assert replace(LC, query_nbhd_frames=7).params_id != LC.params_id
     with pytest.raises(ParameterError):
         TripletConfig(min_gap_s=0.5, max_gap_s=0.1)
+
+
+def test_chance_events_count_known_answers():
+    from earmark.match.calibration import chance_events, fitted_calibration
+
+    s = np.log10([0.01, 0.05, 0.2, 0.6, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    rows = chance_events(s, (0.5, 0.1))
+    assert [(r.predicted, r.observed) for r in rows] == [(5.0, 3), (1.0, 2)]
+    # a model that is 10x too optimistic needs its FMPs multiplied by 10
+    rng = np.random.default_rng(0)
+    u = rng.uniform(size=20000)
+    assert fitted_calibration(np.log10(u / 10), 0.1) == pytest.approx(10, rel=0.1)
+
+
+def test_predicted_and_observed_chance_matches_agree_within_a_factor_of_3():
+    """The fast version of benchmarks/null_calibration.py: unrelated generated songs against a
+    generated catalogue; at thresholds with at least 20 predicted chance events the observed count
+    is within a factor of 3 of the prediction."""
+    from earmark.match.calibration import chance_events, strongest_log10_fmp
+
+    idx = MemoryIndex({i: (triplets(extract_peaks(synth.song(700 + i, duration=60.0, sr=SR), PC), TC), 60.0)
+                       for i in range(12)})
+    strongest = [strongest_log10_fmp(extract_peaks(synth.song(900 + i, duration=10.0, sr=SR), QC), 10.0, idx,
+                                     LC, HoughConfig()) for i in range(80)]
+    rows = [r for r in chance_events(strongest, (0.5, 0.3)) if r.predicted >= 20]
+    assert len(rows) == 2
+    for r in rows:
+        assert 1 / 3 <= r.ratio <= 3, r
+    # and none of them would stand in a report as a landmark-only match
+    assert min(strongest) > np.log10(HoughConfig().max_fmp)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import json
+import re
 import subprocess
 import time
 from html.parser import HTMLParser

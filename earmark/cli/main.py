@@ -235,7 +235,7 @@ def format_summary(s: dict) -> str:
 @click.option("--landmark-max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
               help="Report matches that only the landmark family finds (pitch, tempo or speed "
               "changes, heavy noise) when their false-match probability is at most this (default "
-              "1e-160: the preset with no false positives on hard negatives; see docs/matching.md).")
+              "1e-70: the preset with no false positives on hard negatives; see docs/matching.md).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
          engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None,

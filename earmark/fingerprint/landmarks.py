@@ -74,7 +74,7 @@ class TripletConfig:
     max_pitch_diff: float = 8.0
     min_pitch_diff: float = 0.5
     ref_fan: int = 4
-    query_fan: int = 4
+    query_fan: int = 3
     tempo_tolerance: float = 0.25
     max_shift_st: float = 4.0
     diff_step: float = 1.0 / 3.0

@@ -1,0 +1,57 @@
+"""Checking the landmark null model against chance: predicted versus observed chance-match rates.
+
+If the false-match probability (FMP) of the strongest alignment an unrelated item produces is
+calibrated, then over many unrelated items the share whose strongest FMP is at most ``alpha`` is
+``alpha``: the *predicted* number of chance events at threshold ``alpha`` is ``alpha * n_items``.
+:func:`chance_events` counts the *observed* ones. Used by ``benchmarks/null_calibration.py`` (the
+benchmark's negatives and generated audio) and by the test suite (generated audio only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from earmark.fingerprint.landmarks import LandmarkConfig, triplets
+from earmark.fingerprint.peaks import Peaks
+from earmark.match.landmarks import HoughConfig, LandmarkIndex, search
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """Predicted and observed chance events at one threshold."""
+
+    alpha: float
+    n_items: int
+    predicted: float
+    observed: int
+
+    @property
+    def ratio(self) -> float:
+        """observed / predicted (1 is perfect calibration)."""
+        return self.observed / self.predicted if self.predicted > 0 else float("inf")
+
+
+def strongest_log10_fmp(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
+                        hough: HoughConfig) -> float:
+    """log10 FMP of the strongest alignment one item makes with the catalogue (0 if none)."""
+    cands = search(triplets(peaks, config.triplets, query=True), duration, index, config.triplets, hough)
+    return min((c.log10_fmp for c in cands), default=0.0)
+
+
+def chance_events(strongest: np.ndarray | list[float], alphas: tuple[float, ...]) -> list[CalibrationRow]:
+    """Observed versus predicted chance events for the strongest log10 FMP of each unrelated item."""
+    s = np.asarray(strongest, dtype=np.float64)
+    return [CalibrationRow(alpha=a, n_items=len(s), predicted=a * len(s),
+                           observed=int(np.sum(s <= np.log10(a)))) for a in alphas]
+
+
+def fitted_calibration(strongest: np.ndarray | list[float], alpha: float) -> float:
+    """The multiplier of the FMP that makes observed equal predicted at ``alpha`` (the
+    ``alpha``-quantile of the strongest FMPs, divided by ``alpha``)."""
+    s = np.sort(np.asarray(strongest, dtype=np.float64))
+    if len(s) == 0:
+        return 1.0
+    q = 10 ** float(np.quantile(s, alpha))
+    return alpha / q if q > 0 else 1.0
