@@ -131,3 +131,28 @@ def test_verify_match_reproduces_and_detects_changes(scanned, library, tmp_path)
     p.write_bytes(bytes(data))
     changed = run("verify-match", out, "a.wav", "--source", moved)
     assert changed.exit_code == 1 and "DIFFERS from the scan" in changed.output
+
+
+def test_a_sped_up_copy_is_found_by_landmarks_and_rechecked_by_their_route(library, tmp_path):
+    """A copy 15 % faster (and higher) escapes Chromaprint; the landmark family reports it with its
+    factors, and verify-match reproduces it by the landmark route (that recording alone, no index)."""
+    import soxr
+
+    root = tmp_path / "data"
+    root.mkdir()
+    fast = soxr.resample(library.song(6).excerpt(10.0, 23.0), SR * 1.15, SR).astype("float32")
+    write_audio(root / "fast.wav", fast)
+    out = tmp_path / "scan"
+    result = run("scan", root, "-c", library.catalogue, "-o", out, "-j", "1")
+    assert result.exit_code == 1, result.output
+    (rec,) = read_report(out)
+    main = [m for m in rec["matches"] if not m["alternative"]]
+    assert [m["track_id"] for m in main] == ["TRK-0006"]
+    m = main[0]
+    assert m["family"] == "landmark" and m["ber"] is None and m["transform"] == "speed"
+    assert abs(m["time_factor"] - 1.15) < 0.01 and abs(m["pitch_st"] - 12 * 0.2016) < 0.25
+    assert abs(m["ref_start"] - m["query_start"] * m["time_factor"] - 10.0) < 0.15
+    ok = run("verify-match", out, "fast.wav")
+    assert ok.exit_code == 0, ok.output
+    wrong = run("verify-match", out, "fast.wav", "--track", "TRK-0002")
+    assert wrong.exit_code == 1, wrong.output

@@ -12,6 +12,7 @@ import numpy as np
 
 from earmark.catalogue.store import SEGMENT_FORMAT, Catalogue, Recording
 from earmark.errors import CatalogueError, ParamsMismatchError
+from earmark.fingerprint.landmarks import Triplets
 from earmark.index import FaissBinaryIndex
 
 
@@ -179,6 +180,15 @@ class CatalogueReader:
             rpos=np.concatenate(out_p)[live],
             distance=np.concatenate(out_d)[live],
         )
+
+    def landmark_postings(self, rec_id: int) -> Triplets:
+        """The landmark triplets registered for one recording (stop-listed keys excluded), read
+        from its segment's postings."""
+        seg = self._segments[self._where[int(rec_id)][0]]
+        rows = np.flatnonzero(np.asarray(seg.lm_cols[0]) == int(rec_id))
+        t1, p1, span = (np.asarray(c[rows], dtype=np.float64) for c in seg.lm_cols[1:])
+        return Triplets(key=np.asarray(seg.lm_keys[rows]), anchor=np.arange(len(rows), dtype=np.int64),
+                        t1=t1, p1=p1, span=span)
 
     def ref(self, rec_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes (uint32) and active mask (bool) of one recording, as read-only views."""

@@ -235,7 +235,7 @@ def format_summary(s: dict) -> str:
 @click.option("--landmark-max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
               help="Report matches that only the landmark family finds (pitch, tempo or speed "
               "changes, heavy noise) when their false-match probability is at most this (default "
-              "1e-70: the preset with no false positives on hard negatives; see docs/matching.md).")
+              "1e-80: the preset with no false positives on hard negatives; see docs/matching.md).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
          engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None,
@@ -442,11 +442,22 @@ def verify_match_cmd(scan_dir: Path, item: str, track_id: str | None, cat_path: 
         claim = "not reported" if q is None else f"reported item {q:.2f} s = recording {ref:.2f} s"
         click.echo(f"{'OK  ' if c.ok else 'FAIL'}  {c.track_id}: {claim}; re-check "
                    + (f"{r.get('query_start', 0):.2f} s = {r.get('ref_start', 0):.2f} s, "
-                      f"score {r.get('score', 0):.1f}, BER {r.get('ber', 0):.3f}" if r else "nothing")
+                      f"score {r.get('score', 0):.1f}, {_evidence(r)}" if r else "nothing")
                    + ("" if c.ok else f" ({c.detail})"))
     for n in res.notes:
         click.echo(f"note  {n}")
     sys.exit(EXIT_OK if res.ok else EXIT_FOUND)
+
+
+def _evidence(m: dict) -> str:
+    """A match's evidence in a few words: Chromaprint's bit error rate and/or landmark anchors."""
+    parts = []
+    if m.get("ber") is not None:
+        parts.append(f"BER {m['ber']:.3f}")
+    if m.get("anchors"):
+        parts.append(f"{m['anchors']} landmark anchors, time factor {m.get('time_factor', 1.0):.3f}, "
+                     f"pitch {m.get('pitch_st', 0.0):+.2f} st")
+    return ", ".join(parts) or "no evidence"
 
 
 # ---------------------------------------------------------------------------------------- demo

@@ -71,7 +71,7 @@ class HoughConfig:
         model bounds *chance* alignments, and 1e-6 would rule chance out; but recordings of one
         artist can share passages (a theme, a loop, a remix's stems), which no chance model covers.
         The default is the preset that keeps false positives at zero on the public benchmark's
-        hard negatives (same-artist unregistered recordings; the strongest scores 1e-63, see
+        hard negatives (same-artist unregistered recordings; the strongest scores 1e-75, see
         docs/benchmarks.md). Matches that Chromaprint confirms are not held to it.
     confirm_fmp : float
         A landmark match at most this probable by chance that coincides with a Chromaprint match
@@ -91,7 +91,7 @@ class HoughConfig:
     min_span_fraction: float = 0.5
     dispersion: float = 1.2
     calibration: float = 1.0
-    max_fmp: float = 1e-70
+    max_fmp: float = 1e-80
     confirm_fmp: float = 1e-6
 
 

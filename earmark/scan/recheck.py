@@ -6,6 +6,12 @@ index) against each recording the report names for it. When the recording's regi
 at hand and still has its registered SHA-256, it is decoded and fingerprinted again too; otherwise
 the fingerprint stored at registration is used, and the result says so. Each reported match must be
 reproduced: same recording, offsets within ``tolerance_s``.
+
+Matches the landmark family found are re-checked by the landmark route too: the item's triplets are
+computed again and aligned by the Hough search against that one recording alone (its triplets made
+again from its audio, or taken from the registered postings), and the alignment -- the recording
+time at the item's start -- must agree within ``tolerance_s``; a match both families found passes
+when either route reproduces it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from pathlib import Path
 from earmark.catalogue.reader import open_reader
 from earmark.errors import DecodeError, ScanError
 from earmark.fileio import sha256_file
+from earmark.fingerprint.landmarks import Triplets, triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
+from earmark.match import landmarks as lm_match
 from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
@@ -63,6 +71,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
     return ScanSettings(
         match=MatchConfig(**s.get("match", {})),
         null=NullModel(**s.get("null", {})),
+        landmarks=lm_match.HoughConfig(**s.get("landmarks", {})),
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )
@@ -110,12 +119,14 @@ def verify_match(
         result.notes.append(f"the item's SHA-256 is {digest}, not the {record.get('sha256')} the scan "
                             "recorded: it has changed since the scan")
         return result
+    qpeaks = reader.landmark_config.query_peaks
     try:
         if item.samples is not None:
-            fp = fingerprint_samples(item.samples, item.sample_rate, reader.config).fingerprint
+            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks)
         else:
             src = item.data if item.data is not None else item.path
-            fp = fingerprint_source(src, reader.config, name=item_id).fingerprint  # type: ignore[arg-type]
+            fa = fingerprint_source(src, reader.config, name=item_id, peaks=qpeaks)  # type: ignore[arg-type]
+        fp = fa.fingerprint
     except DecodeError as e:
         raise ScanError(f"{item_id}: cannot be decoded: {e.reason}") from e
     wanted = [m for m in record["matches"] if track_id is None or m["track_id"] == track_id]
@@ -131,11 +142,15 @@ def verify_match(
         if rec is None:
             raise ScanError(f"{tid}: not in the catalogue")
         r_codes, r_active = reader.ref(rec.rec_id)
+        r_trips = reader.landmark_postings(rec.rec_id)
         audio = Path(rec.source_path)
         if audio.is_file() and sha256_file(audio)[0] == rec.sha256:
             try:
-                fresh = fingerprint_source(audio, reader.config, name=str(audio)).fingerprint
+                again = fingerprint_source(audio, reader.config, name=str(audio),
+                                           peaks=reader.landmark_config.peaks)
+                fresh = again.fingerprint
                 r_codes, r_active = fresh.codes, fresh.active
+                r_trips = triplets(again.peaks, reader.landmark_config.triplets)  # type: ignore[arg-type]
                 result.notes.append(f"{tid}: registered audio re-decoded and re-fingerprinted "
                                     "(SHA-256 verified)")
             except DecodeError as e:
@@ -149,12 +164,12 @@ def verify_match(
             spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
                                      catalogue_items=reader.n_items_live)
         found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
+        found += _landmark_alignments(fa.peaks, fp.duration, r_trips, rec, reader, settings)
         for m in (x for x in wanted if x["track_id"] == tid):
             if m["query_start"] is None:
                 near = found
             else:
-                near = [f for f in found if abs(f.query_start - m["query_start"]) <= tolerance_s
-                        and abs(f.ref_start - m["ref_start"]) <= tolerance_s]
+                near = [f for f in found if _reproduces(f, m, tolerance_s)]
             if near:
                 best = near[0].to_dict()
                 result.checks.append(MatchCheck(tid, m, best, True, "reproduced"))
@@ -165,6 +180,35 @@ def verify_match(
                 result.checks.append(MatchCheck(tid, m, alt[0] if alt else None, False, detail))
     result.ok = result.sha256_ok and bool(result.checks) and all(c.ok for c in result.checks)
     return result
+
+
+def _reproduces(found: object, reported: dict, tolerance_s: float) -> bool:
+    """Chromaprint alignments must reproduce the reported start times; landmark alignments (whose
+    span edges are quantiles of their evidence) the recording time at the item's start."""
+    f = found
+    if f.family == "chromaprint":  # type: ignore[attr-defined]
+        return (reported.get("family", "chromaprint") != "landmark"
+                and abs(f.query_start - reported["query_start"]) <= tolerance_s  # type: ignore[attr-defined]
+                and abs(f.ref_start - reported["ref_start"]) <= tolerance_s)  # type: ignore[attr-defined]
+    if reported.get("family", "chromaprint") == "chromaprint":
+        return False
+    tf = reported.get("time_factor", 1.0)
+    at_zero = reported["ref_start"] - reported["query_start"] * tf
+    mine = f.ref_start - f.query_start * f.time_factor  # type: ignore[attr-defined]
+    overlap = min(f.query_end, reported["query_end"]) - max(f.query_start, reported["query_start"])  # type: ignore[attr-defined]
+    return abs(mine - at_zero) <= tolerance_s and overlap > 0
+
+
+def _landmark_alignments(peaks: object, duration: float, r_trips: Triplets, rec: object, reader: object,
+                         settings: ScanSettings) -> list:
+    """Landmark alignments of the item with one recording, by the Hough search over that recording
+    alone (no catalogue index)."""
+    lc = reader.landmark_config  # type: ignore[attr-defined]
+    index = lm_match.MemoryIndex({rec.rec_id: (r_trips, rec.duration_s)})  # type: ignore[attr-defined]
+    q = triplets(peaks, lc.triplets, query=True)  # type: ignore[arg-type]
+    hc = settings.landmarks
+    return lm_match.match_triplets(q, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
+                                   max_fmp=max(hc.confirm_fmp, hc.max_fmp))
 
 
 __all__ = ["MatchCheck", "RecheckResult", "find_item", "verify_match"]
