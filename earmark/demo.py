@@ -1,7 +1,8 @@
 """The built-in demo: a synthetic label, a synthetic dataset, the whole job end to end.
 
 Everything is generated from fixed seeds (no downloads): a catalogue of songs with rights metadata,
-and a dataset that holds excerpts of some of them (re-encoded, quieter, noisy, in a medley),
+and a dataset that holds excerpts of some of them (re-encoded, quieter, noisy, in a medley, sped up,
+slowed down),
 unregistered songs by the same "artists", noise, silence and a broken file.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from earmark import synth
 from earmark.catalogue.metadata import read_csv
@@ -84,6 +86,12 @@ def build_demo_data(root: Path) -> dict[str, set[str]]:
     medley = np.concatenate([_excerpt(songs[t], 10.0, 12.0) for t in ("DEMO004", "DEMO005", "DEMO006")])
     put("mixes/medley.wav", medley, {"DEMO004", "DEMO005", "DEMO006"})
     put("full/DEMO007.flac", songs["DEMO007"], {"DEMO007"})
+    # changed copies only the landmark family finds: "nightcore" (15 % faster) and "slowed" (8 %
+    # slower), both resampled so the pitch follows the speed
+    fast = _excerpt(songs["DEMO008"], 15.0, 23.0)
+    put("edits/d_nightcore.wav", soxr.resample(fast, SR * 1.15, SR).astype(np.float32), {"DEMO008"})
+    slow = soxr.resample(_excerpt(songs["DEMO001"], 22.0, 18.4), SR * 0.92, SR)
+    put("edits/e_slowed.wav", slow.astype(np.float32), {"DEMO001"})
     # negative controls: same artists, not registered; noise; silence; a broken file
     for j in range(3):
         put(f"other/unregistered_{j}.wav", synth.same_artist_song(500 + j, j, duration=20.0, sr=SR), set())
@@ -125,6 +133,9 @@ def run_demo(
             line += (f"\n            {who}: "
                      f"item {m['query_start']:.1f}-{m['query_end']:.1f} s = recording "
                      f"{m['ref_start']:.1f}-{m['ref_end']:.1f} s, score {m['score']:.1f}")
+            if m.get("transform", "none") != "none":
+                line += (f"\n            {m['transform']}: time factor {m['time_factor']:.3f}, "
+                         f"pitch {m['pitch_st']:+.2f} semitones ({m['family']})")
         if rec["status"] in ("error", "no_signal"):
             line += f"  ({rec.get('error') or rec.get('reason')})"
         echo(line)
