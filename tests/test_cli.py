@@ -260,3 +260,21 @@ def test_an_unexpected_error_exits_2_never_1(library, tmp_path, monkeypatch):
                                       str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "internal error: RuntimeError: simulated bug" in result.stderr
+
+
+def test_the_demo_finds_every_planted_recording_and_nothing_else(tmp_path):
+    """The README's first command, end to end: catalogue -> index -> scan -> report, with known
+    answers (including the sped-up and slowed copies only the landmark family finds)."""
+    from earmark.demo import run_demo
+    from earmark.scan.run import read_report
+
+    lines: list[str] = []
+    result = run_demo(tmp_path / "demo", workers=1, echo=lines.append)
+    assert result.ok, lines
+    assert result.found["edits/d_nightcore.wav"] == {"DEMO008"}
+    recs = {r["file"]: r for r in read_report(tmp_path / "demo" / "scan")}
+    (fast,) = [m for m in recs["edits/d_nightcore.wav"]["matches"] if not m["alternative"]]
+    (slow,) = [m for m in recs["edits/e_slowed.wav"]["matches"] if not m["alternative"]]
+    assert fast["transform"] == slow["transform"] == "speed"
+    assert abs(fast["time_factor"] - 1.15) < 0.01 and abs(slow["time_factor"] - 0.92) < 0.01
+    assert any("speed: time factor 1.150" in line for line in lines)
