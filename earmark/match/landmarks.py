@@ -179,7 +179,12 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
     ps = packed[order]
     starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
     counts = np.diff(np.r_[starts, len(ps)])
-    top = starts[np.argsort(-counts, kind="stable")[: hc.max_cells]]
+    if len(counts) > hc.max_cells:  # the strongest cells, without sorting them all
+        best = np.argpartition(-counts, hc.max_cells - 1)[: hc.max_cells]
+        best = best[np.lexsort((best, -counts[best]))]
+    else:
+        best = np.lexsort((np.arange(len(counts)), -counts))
+    top = starts[best]
     anchor = q.anchor[qrow]
     out: list[Candidate] = []
     for cell in ps[top]:
