@@ -334,3 +334,23 @@ def test_creating_in_a_fresh_folder_writes_an_empty_catalogue(tmp_path):
         assert cat.recordings() == [] and cat.segment_names() == []
     reader = open_reader(tmp_path / "new" / "cat")
     assert reader.n_recordings == 0
+
+
+def test_landmark_lookup_equals_brute_force_and_skips_removed_recordings(catalogue_copy):
+    with Catalogue.open(catalogue_copy) as cat:
+        gone = cat.get("TRK-0002").rec_id
+        cat.remove("TRK-0002")
+    reader = open_reader(catalogue_copy)
+    seg = catalogue_copy / "segments" / "000001"
+    keys = np.load(seg / "lm_keys.npy").astype(np.int64)
+    rec = np.load(seg / "lm_rec.npy")
+    t1 = np.load(seg / "lm_t1.npy")
+    rng = np.random.default_rng(11)
+    lo = rng.choice(keys, 300) - rng.integers(0, 3, 300)  # around keys that exist, some that do not
+    hi = lo + rng.integers(0, 4, 300)
+    q, r, t, _, _ = reader.landmark_lookup(lo, hi)
+    got = sorted((a, b, round(c, 4)) for a, b, c in zip(q.tolist(), r.tolist(), t.tolist(), strict=True))
+    want = sorted((i, int(rec[j]), round(float(t1[j]), 4)) for i in range(len(lo))
+                  for j in np.flatnonzero((keys >= lo[i]) & (keys <= hi[i])) if rec[j] != gone)
+    assert got == want and len(want) > 300
+    assert gone in set(rec.tolist()) and gone not in set(r.tolist())

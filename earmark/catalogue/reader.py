@@ -14,6 +14,7 @@ from earmark.catalogue.store import SEGMENT_FORMAT, Catalogue, Recording
 from earmark.errors import CatalogueError, ParamsMismatchError
 from earmark.fingerprint.landmarks import Triplets
 from earmark.index import FaissBinaryIndex
+from earmark.index.postings import Postings
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,7 @@ class _Segment:
     rec_starts: np.ndarray
     win_item: np.ndarray
     index: FaissBinaryIndex
-    lm_keys: np.ndarray
-    lm_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # rec, t1, p1, span
+    landmarks: Postings  # keys; columns rec, t1, p1, span
 
 
 class CatalogueReader:
@@ -86,9 +86,10 @@ class CatalogueReader:
                 rec_starts=np.load(d / "rec_starts.npy", allow_pickle=False),
                 win_item=np.load(d / "win_item.npy", mmap_mode=mode, allow_pickle=False),
                 index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
-                lm_keys=np.load(d / "lm_keys.npy", mmap_mode=mode, allow_pickle=False),
-                lm_cols=tuple(np.load(d / f"lm_{c}.npy", mmap_mode=mode, allow_pickle=False)
-                              for c in ("rec", "t1", "p1", "span")),  # type: ignore[arg-type]
+                landmarks=Postings(  # stored sorted: no build step
+                    keys=np.load(d / "lm_keys.npy", mmap_mode=mode, allow_pickle=False),
+                    columns={c: np.load(d / f"lm_{c}.npy", mmap_mode=mode, allow_pickle=False)
+                             for c in ("rec", "t1", "p1", "span")}),
             )
             si = len(self._segments)
             self._segments.append(seg)
@@ -114,23 +115,16 @@ class CatalogueReader:
         Returns ``(q, rec_id, t1, p1, span)``: the index into ``lo``/``hi`` of each hit and the
         posting's recording, anchor time, anchor pitch and span.
         """
-        # probing in key order keeps the binary searches in cache (several times faster)
-        by_key = np.argsort(lo, kind="stable")
-        lo = np.asarray(lo, dtype=np.uint32)[by_key]
-        hi = np.asarray(hi, dtype=np.uint32)[by_key]
         parts = []
         for seg in self._segments:
-            a = np.searchsorted(seg.lm_keys, lo, side="left")
-            b = np.searchsorted(seg.lm_keys, hi, side="right")
-            counts = np.maximum(b - a, 0)
-            n = int(counts.sum())
-            if n == 0:
+            q, rows = seg.landmarks.lookup(lo, hi)
+            if len(q) == 0:
                 continue
-            q = np.repeat(by_key, counts)
-            rows = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(n)
-            rec = np.asarray(seg.lm_cols[0][rows], dtype=np.int64)
+            cols = seg.landmarks.columns
+            rec = np.asarray(cols["rec"][rows], dtype=np.int64)
             live = self._live_mask[rec]
-            parts.append((q[live], rec[live], *(np.asarray(c[rows[live]]) for c in seg.lm_cols[1:])))
+            rows = rows[live]
+            parts.append((q[live], rec[live], *(np.asarray(cols[c][rows]) for c in ("t1", "p1", "span"))))
         if not parts:
             z = np.zeros(0, np.int64)
             f = np.zeros(0, np.float32)
@@ -184,10 +178,10 @@ class CatalogueReader:
     def landmark_postings(self, rec_id: int) -> Triplets:
         """The landmark triplets registered for one recording (stop-listed keys excluded), read
         from its segment's postings."""
-        seg = self._segments[self._where[int(rec_id)][0]]
-        rows = np.flatnonzero(np.asarray(seg.lm_cols[0]) == int(rec_id))
-        t1, p1, span = (np.asarray(c[rows], dtype=np.float64) for c in seg.lm_cols[1:])
-        return Triplets(key=np.asarray(seg.lm_keys[rows]), anchor=np.arange(len(rows), dtype=np.int64),
+        lm = self._segments[self._where[int(rec_id)][0]].landmarks
+        rows = np.flatnonzero(np.asarray(lm.columns["rec"]) == int(rec_id))
+        t1, p1, span = (np.asarray(lm.columns[c][rows], dtype=np.float64) for c in ("t1", "p1", "span"))
+        return Triplets(key=np.asarray(lm.keys[rows]), anchor=np.arange(len(rows), dtype=np.int64),
                         t1=t1, p1=p1, span=span)
 
     def ref(self, rec_id: int) -> tuple[np.ndarray, np.ndarray]:

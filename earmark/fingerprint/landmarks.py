@@ -24,7 +24,6 @@ reference's triplets reappear in the query (Sonnleitner & Widmer's asymmetry).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -252,9 +251,3 @@ def triplets(peaks: Peaks, config: TripletConfig, *, query: bool = False) -> Tri
     keys = make_keys((t[jn] - t[ii]) / span, p[jn] - p[ii], p[kn] - p[jn], span, p[ii], config)
     return Triplets(key=keys, anchor=ii.astype(np.int64), t1=t[ii], p1=p[ii], span=span)
 
-
-def n_probes_per_triplet(config: TripletConfig) -> float:
-    """Upper bound on the key cells one query triplet looks up (for the null model's bookkeeping)."""
-    span_cells = 1 + math.ceil(2 * math.log1p(config.tempo_tolerance) / config.span_cell)
-    pitch_cells = 1 + math.ceil(2 * config.max_shift_st / config.pitch_cell_st)
-    return 3.0 * span_cells * pitch_cells

@@ -221,11 +221,10 @@ def extract_peaks(samples: np.ndarray, config: PeakConfig) -> Peaks:
 class PeakStream:
     """Peaks of a long signal fed block by block, in bounded memory.
 
-    Samples are analysed in chunks of ``chunk_s`` seconds with ``margin_s`` of context on each side
-    (more than the whitening half-window and the peak neighbourhood), and each chunk contributes the
-    peaks of its core only, so the result equals :func:`extract_peaks` on the whole signal except
-    within ``margin_s`` of chunk joins where the whitening's edge handling differs (it does not:
-    the margin exceeds every filter's reach), at a fixed memory cost per chunk.
+    Samples are analysed in chunks of ``chunk_s`` seconds with ``margin_s`` of context on each side,
+    and each chunk contributes the peaks of its core only. The margin exceeds the reach of every
+    filter (the whitening's half-window, the peak neighbourhood), so the result equals
+    :func:`extract_peaks` on the whole signal, at a fixed memory cost per chunk.
     """
 
     def __init__(self, config: PeakConfig, *, chunk_s: float = 60.0, margin_s: float = 2.0):

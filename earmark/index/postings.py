@@ -1,4 +1,4 @@
-"""Exact-key postings in sorted arrays: the index of the landmark family (issue 4, experimental).
+"""Exact-key postings in sorted arrays: the index of the landmark family.
 
 Keys are uint32 sorted once (stable, so equal keys keep insertion order and the index is
 deterministic); payload arrays are aligned with them. A lookup of many key ranges at once is two
@@ -44,10 +44,13 @@ class Postings:
         posting : np.ndarray, int64
             Row of each hit in this index.
         """
-        a = np.searchsorted(self.keys, np.asarray(lo, dtype=np.uint32), side="left")
-        b = np.searchsorted(self.keys, np.asarray(hi, dtype=np.uint32), side="right")
+        # probing in key order keeps the binary searches in cache (several times faster on
+        # memory-mapped keys than probing in query order)
+        by_key = np.argsort(lo, kind="stable")
+        a = np.searchsorted(self.keys, np.asarray(lo, dtype=np.uint32)[by_key], side="left")
+        b = np.searchsorted(self.keys, np.asarray(hi, dtype=np.uint32)[by_key], side="right")
         counts = np.maximum(b - a, 0)
-        query = np.repeat(np.arange(len(a)), counts)
+        query = np.repeat(by_key, counts)
         if len(query) == 0:
             return query.astype(np.int64), np.zeros(0, np.int64)
         starts = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)

@@ -237,7 +237,7 @@ def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 256) -> float:
     dx = x[None, :] - x[:, None]
     dy = y[None, :] - y[:, None]
     ok = dx > 0.5
-    return float(np.median(dy[ok] / dx[ok])) if ok.any() else float(np.median(y / np.maximum(x, 1e-9)))
+    return float(np.median(dy[ok] / dx[ok])) if ok.any() else 1.0  # callers ensure a 1 s spread
 
 
 def _same_alignment(x: Candidate, y: Candidate) -> bool:
