@@ -202,7 +202,7 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
                   & (np.abs(shift[idx] - s) <= hc.inlier_st)]
         if len(inl) == 0:
             continue
-        # refit on the inliers (least squares over anchors spread in time), then recount
+        # refit on the inliers (Theil-Sen slope, median shift and offset), then recount
         if np.ptp(tq[inl]) > 1.0:
             a = float(np.clip(_theil_sen(tq[inl], tr[inl]), 1 / tol, tol))
             b = float(np.median(tr[inl] - a * tq[inl]))
