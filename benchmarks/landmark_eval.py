@@ -63,7 +63,7 @@ def main() -> None:
             continue
         c0 = time.process_time()
         dur = len(x) / ref_cfg.sample_rate
-        cands = search(triplets(extract_peaks(x, q_cfg), tc, query=True), dur, index, tc, HoughConfig())
+        cands = search(extract_peaks(x, q_cfg), dur, index, tc, HoughConfig())
         cpu += time.process_time() - c0
         audio += len(x) / ref_cfg.sample_rate
         truth = {s["track_id"] for s in t.get("segments", [])}

@@ -23,7 +23,7 @@ from earmark.fingerprint.landmarks import (
 )
 from earmark.fingerprint.peaks import PeakStream, extract_peaks
 from earmark.index.postings import Postings, brute_force_lookup
-from earmark.match.landmarks import HoughConfig, MemoryIndex, log10_fmp, match_triplets, search
+from earmark.match.landmarks import HoughConfig, MemoryIndex, log10_fmp, match_peaks, search
 from earmark.match.model import transform_reading
 
 LC = LandmarkConfig()
@@ -100,8 +100,8 @@ def test_streamed_peaks_equal_whole_signal_peaks():
 
 
 def _match(index, query):
-    q = triplets(extract_peaks(query, QC), TC, query=True)
-    return match_triplets(q, len(query) / SR, index, RECS, TC, replace(HoughConfig(), max_fmp=1e-6))
+    hc = replace(HoughConfig(), max_fmp=1e-6)
+    return match_peaks(extract_peaks(query, QC), len(query) / SR, index, RECS, TC, hc)
 
 
 @pytest.mark.parametrize("change", ["none", "speed", "tempo", "pitch"])
@@ -136,7 +136,7 @@ def test_unrelated_music_and_a_tone_do_not_match(index):
     chord = (sum(np.sin(2 * np.pi * 220 * r * t) for r in (1, 1.26, 1.5)) / 3).astype(np.float32)
     for query in (other, chord):
         assert _match(index, query) == []
-        cands = search(triplets(extract_peaks(query, QC), TC, query=True), 12.0, index, TC, HoughConfig())
+        cands = search(extract_peaks(query, QC), 12.0, index, TC, HoughConfig())
         assert all(c.log10_fmp > -6 for c in cands)
 
 
@@ -191,3 +191,23 @@ def test_predicted_and_observed_chance_matches_agree_within_a_factor_of_3():
         assert 1 / 3 <= r.ratio <= 3, r
     # and none of them would stand in a report as a landmark-only match
     assert min(strongest) > np.log10(HoughConfig().max_fmp)
+
+
+def test_window_by_window_triplets_equal_whole_item_triplets(index, songs):
+    """search() forms triplets per window (bounded memory); the result must equal windows cut from
+    the whole item's triplets."""
+    from earmark.match.landmarks import _windows, window_candidates
+
+    item = np.concatenate([songs[2][5 * SR : 30 * SR], songs[0][:22 * SR]])  # 47 s: four windows
+    peaks = extract_peaks(item, QC)
+    dur = len(item) / SR
+    hc = HoughConfig()
+    got = search(peaks, dur, index, TC, hc)
+    whole = triplets(peaks, TC, query=True)
+    wins = _windows(dur, hc)
+    assert len(wins) > 2
+    want = []
+    for w in wins:
+        want += window_candidates(whole, index, TC, hc, window=w, n_windows=len(wins))
+    want.sort(key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
+    assert got == want and {c.rec_id for c in got if c.log10_fmp < -6} == {0, 2}

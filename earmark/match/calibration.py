@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from earmark.fingerprint.landmarks import LandmarkConfig, triplets
+from earmark.fingerprint.landmarks import LandmarkConfig
 from earmark.fingerprint.peaks import Peaks
 from earmark.match.landmarks import HoughConfig, LandmarkIndex, search
 
@@ -36,7 +36,7 @@ class CalibrationRow:
 def strongest_log10_fmp(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
                         hough: HoughConfig) -> float:
     """log10 FMP of the strongest alignment one item makes with the catalogue (0 if none)."""
-    cands = search(triplets(peaks, config.triplets, query=True), duration, index, config.triplets, hough)
+    cands = search(peaks, duration, index, config.triplets, hough)
     return min((c.log10_fmp for c in cands), default=0.0)
 
 

@@ -15,7 +15,8 @@ from typing import Protocol
 import numpy as np
 from scipy.special import gammainc
 
-from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges
+from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges, triplets
+from earmark.fingerprint.peaks import Peaks
 from earmark.match.model import Match, transform_reading
 
 #: Probabilities below 1e-300 are reported as 1e-300 (beyond float range, and beyond meaning).
@@ -256,24 +257,32 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def search(q: Triplets, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig
+def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig
            ) -> list[Candidate]:
-    """Candidates of every window of an item (duration in seconds), strongest first."""
+    """Candidates of every window of an item (its query peaks, its duration in seconds), strongest
+    first. Triplets are formed window by window (from the peaks a window's anchors can reach), so
+    memory stays bounded however long the item is."""
     wins = _windows(duration, hc)
+    reach = 2 * tc.max_gap_s * (1 + tc.tempo_tolerance)  # an anchor's follower's followers
+    t = np.asarray(peaks.time)
     out: list[Candidate] = []
-    for w in wins:
-        out += window_candidates(q, index, tc, hc, window=w, n_windows=len(wins))
+    for w0, w1 in wins:
+        a, b = np.searchsorted(t, w0, side="left"), np.searchsorted(t, w1 + reach, side="right")
+        part = Peaks(time=t[a:b], pitch=np.asarray(peaks.pitch)[a:b],
+                     strength=np.asarray(peaks.strength)[a:b])
+        q = triplets(part, tc, query=True)
+        out += window_candidates(q, index, tc, hc, window=(w0, w1), n_windows=len(wins))
     return sorted(out, key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
 
 
-def match_triplets(q: Triplets, duration: float, index: LandmarkIndex, recordings: dict[int, object],
-                   tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None) -> list[Match]:
+def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings: dict[int, object],
+                tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None) -> list[Match]:
     """Landmark matches of one item: candidates at most ``max_fmp`` (default ``hc.max_fmp``) that
     span enough of the item, one per (recording, alignment), spans merged across windows, in item
     order."""
     limit = math.log10(hc.max_fmp if max_fmp is None else max_fmp)
     min_span = max(hc.min_span_s, hc.min_span_fraction * min(duration, 10.0))
-    sig = [c for c in search(q, duration, index, tc, hc)
+    sig = [c for c in search(peaks, duration, index, tc, hc)
            if c.log10_fmp <= limit and c.query_end - c.query_start >= min_span]
     groups: list[list[Candidate]] = []
     for c in sig:

@@ -205,9 +205,8 @@ def _landmark_alignments(peaks: object, duration: float, r_trips: Triplets, rec:
     alone (no catalogue index)."""
     lc = reader.landmark_config  # type: ignore[attr-defined]
     index = lm_match.MemoryIndex({rec.rec_id: (r_trips, rec.duration_s)})  # type: ignore[attr-defined]
-    q = triplets(peaks, lc.triplets, query=True)  # type: ignore[arg-type]
     hc = settings.landmarks
-    return lm_match.match_triplets(q, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
+    return lm_match.match_peaks(peaks, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
                                    max_fmp=max(hc.confirm_fmp, hc.max_fmp))
 
 

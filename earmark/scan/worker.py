@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
-from earmark.fingerprint.landmarks import triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import landmarks as lm_match
 from earmark.match.chromaprint import ITEM_SPAN_S, MatchConfig, match_fingerprint
@@ -133,9 +132,8 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         return ItemResult(status="no_signal", reason=why, **common)
     chroma = match_fingerprint(fp, reader, settings.match, settings.null) if chroma_ok else []
     lmc = reader.landmark_config
-    trips = triplets(fa.peaks, lmc.triplets, query=True)  # type: ignore[arg-type]
     hc = settings.landmarks
-    lms = lm_match.match_triplets(trips, fp.duration, reader, reader.recordings, lmc.triplets, hc,
+    lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
                                   max_fmp=max(hc.confirm_fmp, hc.max_fmp))
     matches = combine(chroma, lms, standalone_fmp=hc.max_fmp)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
