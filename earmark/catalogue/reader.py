@@ -101,10 +101,6 @@ class CatalogueReader:
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
         self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
 
-    @property
-    def landmark_recordings(self) -> int:
-        return len(self.recordings)
-
     def recording_duration(self, rec_id: int) -> float:
         return float(self.recordings[int(rec_id)].duration_s)
 

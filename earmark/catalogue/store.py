@@ -46,6 +46,7 @@ from earmark.fingerprint import chromaprint, landmarks
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.index import FaissBinaryIndex, pack_windows, window_ok
+from earmark.index.postings import Postings
 from earmark.parallel import imap_unordered
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def stop_listed(keys: np.ndarray) -> np.ndarray:
     """Mask of postings whose key is too common (see ``LANDMARK_KEY_CAP``)."""
     if len(keys) == 0:
         return np.zeros(0, bool)
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     cap = max(LANDMARK_KEY_CAP, float(np.percentile(counts, 99.9)))
     return counts[inverse] > cap
 
@@ -438,26 +439,18 @@ class Catalogue:
             index.add(pack_windows(c, width=WINDOW_WIDTH)[ok])
             win_items.append(ok + starts[i])
         win_item = np.concatenate(win_items).astype(np.int64)
-        trips = [f.triplets for f in items]
-        lm_keys = np.concatenate([t.key for t in trips]).astype(np.uint32)  # type: ignore[union-attr]
-        lm_cols = {
-            "rec": np.concatenate([np.full(len(t), r, np.int32)  # type: ignore[arg-type]
-                                   for r, t in zip(rec_ids, trips, strict=True)]),
-            "t1": np.concatenate([t.t1 for t in trips]).astype(np.float32),  # type: ignore[union-attr]
-            "p1": np.concatenate([t.p1 for t in trips]).astype(np.float32),  # type: ignore[union-attr]
-            "span": np.concatenate([t.span for t in trips]).astype(np.float32),  # type: ignore[union-attr]
-        }
-        keep = ~stop_listed(lm_keys)
-        order = np.flatnonzero(keep)[np.argsort(lm_keys[keep], kind="stable")]
+        postings = Postings.from_triplets(rec_ids, [f.triplets for f in items])  # type: ignore[misc]
+        common = stop_listed(postings.keys)
+        postings = postings.select(np.flatnonzero(~common))
         _save_npy(tmp / "codes.npy", all_codes)
         _save_npy(tmp / "active.npy", all_active)
         _save_npy(tmp / "rec_ids.npy", rec_ids)
         _save_npy(tmp / "rec_starts.npy", starts)
         _save_npy(tmp / "win_item.npy", win_item)
         index.save(tmp / "windows.faissbin")
-        _save_npy(tmp / "lm_keys.npy", lm_keys[order])
-        for col, arr in lm_cols.items():
-            _save_npy(tmp / f"lm_{col}.npy", arr[order])
+        _save_npy(tmp / "lm_keys.npy", postings.keys)
+        for col, arr in postings.columns.items():
+            _save_npy(tmp / f"lm_{col}.npy", arr)
         files = {p.name: sha256_file(p)[0] for p in sorted(tmp.iterdir())}
         seg_manifest = {
             "format": SEGMENT_FORMAT,
@@ -469,8 +462,8 @@ class Catalogue:
             "n_items": int(len(all_codes)),
             "n_windows": int(len(win_item)),
             "landmark_params_id": self.landmark_config.params_id,
-            "n_postings": int(len(order)),
-            "n_stop_listed": int((~keep).sum()),
+            "n_postings": len(postings),
+            "n_stop_listed": int(common.sum()),
             "files": files,
         }
         text = json.dumps(seg_manifest, indent=1, sort_keys=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from earmark.errors import ParameterError
+from earmark.fingerprint.landmarks import Triplets
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,25 @@ class Postings:
                 raise ParameterError(f"column {name} has {len(col)} rows, keys have {len(keys)}")
         order = np.argsort(keys, kind="stable")
         return cls(keys=keys[order], columns={k: np.asarray(v)[order] for k, v in columns.items()})
+
+    @classmethod
+    def from_triplets(cls, rec_ids: list[int] | np.ndarray, trips: list[Triplets]) -> Postings:
+        """Landmark postings of several recordings: key -> (rec, t1, p1, span), as the catalogue
+        stores them (recording ids int32, times and pitches float32)."""
+        def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
+
+        return cls.build(
+            cat([t.key for t in trips], np.uint32),
+            rec=cat([np.full(len(t), r) for r, t in zip(rec_ids, trips, strict=True)], np.int32),
+            t1=cat([t.t1 for t in trips], np.float32),
+            p1=cat([t.p1 for t in trips], np.float32),
+            span=cat([t.span for t in trips], np.float32),
+        )
+
+    def select(self, rows: np.ndarray) -> Postings:
+        """The postings at ``rows`` (ascending rows keep the keys sorted)."""
+        return Postings(keys=self.keys[rows], columns={k: v[rows] for k, v in self.columns.items()})
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -17,6 +17,7 @@ from scipy.special import gammainc
 
 from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges, triplets
 from earmark.fingerprint.peaks import Peaks
+from earmark.index.postings import Postings
 from earmark.match.model import Match, transform_reading
 
 #: Probabilities below 1e-300 are reported as 1e-300 (beyond float range, and beyond meaning).
@@ -33,7 +34,7 @@ class LandmarkIndex(Protocol):
     def recording_duration(self, rec_id: int) -> float: ...
 
     @property
-    def landmark_recordings(self) -> int: ...
+    def n_recordings(self) -> int: ...
 
     @property
     def landmark_seconds(self) -> float: ...
@@ -94,6 +95,12 @@ class HoughConfig:
     calibration: float = 1.0
     max_fmp: float = 1e-80
     confirm_fmp: float = 1e-6
+
+    @property
+    def search_fmp(self) -> float:
+        """Landmark matches worth keeping before the decision: those that may stand alone and
+        those that may confirm a Chromaprint match."""
+        return max(self.confirm_fmp, self.max_fmp)
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,7 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
             lf10 = log10_fmp(anchors, len(idx), rec_duration=index.recording_duration(r),
                              window_s=w1 - w0, n_windows=n_windows,
                              catalogue_seconds=index.landmark_seconds,
-                             n_recordings=index.landmark_recordings, tc=tc, hc=hc)
+                             n_recordings=index.n_recordings, tc=tc, hc=hc)
         t_in = tq[inl]
         q_end = t_in + q.span[qrow[inl]]
         out.append(Candidate(
@@ -326,20 +333,9 @@ class MemoryIndex:
     """
 
     def __init__(self, recordings: dict[int, tuple[Triplets, float]]):
-        from earmark.index.postings import Postings
-
         ids = sorted(recordings)
-        trips = [recordings[r][0] for r in ids]
         self._durations = {r: float(recordings[r][1]) for r in ids}
-        self._postings = Postings.build(
-            np.concatenate([t.key for t in trips]) if trips else np.zeros(0, np.uint32),
-            rec=np.concatenate([np.full(len(t), r, np.int64) for r, t in zip(ids, trips, strict=True)])
-            if trips else np.zeros(0, np.int64),
-            t1=np.concatenate([t.t1 for t in trips]).astype(np.float32) if trips else np.zeros(0, np.float32),
-            p1=np.concatenate([t.p1 for t in trips]).astype(np.float32) if trips else np.zeros(0, np.float32),
-            span=(np.concatenate([t.span for t in trips]).astype(np.float32) if trips
-                  else np.zeros(0, np.float32)),
-        )
+        self._postings = Postings.from_triplets(ids, [recordings[r][0] for r in ids])
 
     def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
         q, rows = self._postings.lookup(lo, hi)
@@ -350,7 +346,7 @@ class MemoryIndex:
         return self._durations[int(rec_id)]
 
     @property
-    def landmark_recordings(self) -> int:
+    def n_recordings(self) -> int:
         return len(self._durations)
 
     @property

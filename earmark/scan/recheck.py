@@ -141,16 +141,12 @@ def verify_match(
         rec = by_track.get(tid)
         if rec is None:
             raise ScanError(f"{tid}: not in the catalogue")
-        r_codes, r_active = reader.ref(rec.rec_id)
-        r_trips = reader.landmark_postings(rec.rec_id)
+        again = None
         audio = Path(rec.source_path)
         if audio.is_file() and sha256_file(audio)[0] == rec.sha256:
             try:
                 again = fingerprint_source(audio, reader.config, name=str(audio),
                                            peaks=reader.landmark_config.peaks)
-                fresh = again.fingerprint
-                r_codes, r_active = fresh.codes, fresh.active
-                r_trips = triplets(again.peaks, reader.landmark_config.triplets)  # type: ignore[arg-type]
                 result.notes.append(f"{tid}: registered audio re-decoded and re-fingerprinted "
                                     "(SHA-256 verified)")
             except DecodeError as e:
@@ -159,6 +155,12 @@ def verify_match(
         else:
             result.notes.append(f"{tid}: registered audio not at hand with its registered SHA-256; "
                                 "used the fingerprint stored at registration")
+        if again is not None:
+            r_codes, r_active = again.fingerprint.codes, again.fingerprint.active
+            r_trips = triplets(again.peaks, reader.landmark_config.triplets)  # type: ignore[arg-type]
+        else:
+            r_codes, r_active = reader.ref(rec.rec_id)
+            r_trips = reader.landmark_postings(rec.rec_id)
         spans = []
         for diag in range(-(len(fp) - 1), len(r_codes)):  # every offset: no index involved
             spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
@@ -207,7 +209,7 @@ def _landmark_alignments(peaks: object, duration: float, r_trips: Triplets, rec:
     index = lm_match.MemoryIndex({rec.rec_id: (r_trips, rec.duration_s)})  # type: ignore[attr-defined]
     hc = settings.landmarks
     return lm_match.match_peaks(peaks, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
-                                   max_fmp=max(hc.confirm_fmp, hc.max_fmp))
+                                max_fmp=hc.search_fmp)
 
 
 __all__ = ["MatchCheck", "RecheckResult", "find_item", "verify_match"]

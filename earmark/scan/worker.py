@@ -70,11 +70,6 @@ class ItemResult:
         return rec
 
 
-def need_s(fp: object, need: int) -> float:
-    """Seconds of audio that give ``need`` Chromaprint items."""
-    return (need - 1) * fp.item_duration + ITEM_SPAN_S  # type: ignore[attr-defined]
-
-
 def scan_part(
     part: Part, reader: CatalogueReader, settings: ScanSettings, *, skip: frozenset[str] = frozenset()
 ) -> list[ItemResult]:
@@ -123,17 +118,16 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         loud = "digital silence" if not math.isfinite(fa.rms_dbfs) else f"{fa.rms_dbfs:.1f} dBFS"
         return ItemResult(status="no_signal", reason=f"silent ({loud})", **common)
     chroma_ok = fp.n_active >= need
-    quiet = fp.n_active == 0 and fp.duration >= need_s(fp, need)
-    if not chroma_ok and (fp.duration < MIN_JUDGE_S or quiet):
-        if fp.duration < MIN_JUDGE_S:
-            why = f"too short: {fp.duration:.2f} s; at least {MIN_JUDGE_S:.1f} s of sound is needed"
-        else:
-            why = f"too little sound: nothing above {reader.config.silence_dbfs:.0f} dBFS"
+    if not chroma_ok and fp.duration < MIN_JUDGE_S:
+        why = f"too short: {fp.duration:.2f} s; at least {MIN_JUDGE_S:.1f} s of sound is needed"
+        return ItemResult(status="no_signal", reason=why, **common)
+    if fp.n_active == 0 and fp.duration >= (need - 1) * fp.item_duration + ITEM_SPAN_S:
+        why = f"too little sound: nothing above {reader.config.silence_dbfs:.0f} dBFS"
         return ItemResult(status="no_signal", reason=why, **common)
     chroma = match_fingerprint(fp, reader, settings.match, settings.null) if chroma_ok else []
     lmc = reader.landmark_config
     hc = settings.landmarks
     lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
-                                  max_fmp=max(hc.confirm_fmp, hc.max_fmp))
+                               max_fmp=hc.search_fmp)
     matches = combine(chroma, lms, standalone_fmp=hc.max_fmp)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
