@@ -23,7 +23,7 @@ from earmark.fingerprint.landmarks import (
 )
 from earmark.fingerprint.peaks import PeakStream, extract_peaks
 from earmark.index.postings import Postings, brute_force_lookup
-from earmark.match.landmarks import HoughConfig, MemoryIndex, log10_fmp, match_peaks, search
+from earmark.match.landmarks import HoughConfig, MemoryIndex, evidence_span, log10_fmp, match_peaks, search
 from earmark.match.model import transform_reading
 
 LC = LandmarkConfig()
@@ -211,3 +211,16 @@ def test_window_by_window_triplets_equal_whole_item_triplets(index, songs):
         want += window_candidates(whole, index, TC, hc, window=w, n_windows=len(wins))
     want.sort(key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
     assert got == want and {c.rec_id for c in got if c.log10_fmp < -6} == {0, 2}
+
+
+def test_evidence_span_ignores_stray_inliers_far_from_the_copy():
+    rng = np.random.default_rng(3)
+    copy = np.sort(rng.uniform(17.4, 25.2, 80))  # a dense copy in the last 8 s of a medley
+    stray = np.array([2.9, 6.1, 11.0])  # chance agreements over the other pieces
+    t = np.concatenate([stray, copy])
+    q0, q1 = evidence_span(t, t + 0.2, HoughConfig())
+    assert 17.4 <= q0 < 18.0 and 24.8 < q1 <= 25.4
+    # a weak copy (one inlier a second, with a 2 s quiet gap) keeps its whole span
+    weak = np.r_[np.arange(0.3, 4.0, 1.0), np.arange(6.2, 10.0, 1.0)]
+    q0, q1 = evidence_span(weak, weak + 0.2, HoughConfig())
+    assert q0 < 0.5 and q1 > 9.0

@@ -25,6 +25,7 @@ from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import Fingerprint
 from earmark.index import pack_windows, window_ok
 from earmark.match.model import Match, NullModel
+from earmark.match.runs import max_subarray
 
 #: Seconds of audio summarised by one item, beyond its start (frame + classifier context).
 ITEM_SPAN_S = (chromaprint.FRAME_SIZE + (chromaprint.ITEM_SPAN_FRAMES - 1) * chromaprint.HOP) / (
@@ -188,20 +189,6 @@ def diagonal_errors(
     return lo, err, valid
 
 
-def _max_subarray(x: np.ndarray) -> tuple[int, int]:
-    """Bounds [a, b) of the maximum-sum contiguous subarray (first one on ties)."""
-    best, best_a, best_b = -math.inf, 0, 0
-    run, a = 0.0, 0
-    for i, v in enumerate(x.tolist()):
-        if run <= 0:
-            run, a = v, i
-        else:
-            run += v
-        if run > best:
-            best, best_a, best_b = run, a, i + 1
-    return best_a, best_b
-
-
 def find_spans(errors: np.ndarray, valid: np.ndarray, config: MatchConfig) -> list[tuple[int, int]]:
     """Stretches ``[a, b)`` of a diagonal where the two fingerprints agree far better than chance."""
     n = len(errors)
@@ -234,7 +221,7 @@ def find_spans(errors: np.ndarray, valid: np.ndarray, config: MatchConfig) -> li
     spans = []
     gain = np.where(valid, config.trim_ber - errors / 32.0, 0.0)
     for a, b in merged:
-        ta, tb = _max_subarray(gain[a:b])
+        ta, tb = max_subarray(gain[a:b])
         if tb > ta:
             spans.append((a + ta, a + tb))
     return spans
@@ -303,7 +290,7 @@ def verify_diagonal(
         qi = np.arange(first + a, first + b)[ok]
         n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
         lf = null.log10_fmp(ber, n_eff, catalogue_items=catalogue_items, query_items=len(fp))
-        ca, cb = _max_subarray(np.where(ok, config.edge_ber - err[a:b] / 32.0, 0.0))
+        ca, cb = max_subarray(np.where(ok, config.edge_ber - err[a:b] / 32.0, 0.0))
         if cb <= ca:
             ca, cb = 0, b - a
         spans.append(Span(rec_id, diag, first + a, first + b, n_ev, first + a + ca, first + a + cb,

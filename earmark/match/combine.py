@@ -8,6 +8,15 @@ import math
 
 from earmark.match.model import Match
 
+#: A match is a repeat (an alternative place) of a stronger match of the same recording when more
+#: than this share of its item span lies inside the stronger one's.
+REPEAT_OVERLAP = 0.5
+
+#: False-match probabilities this small no longer rank two places against each other: they sit near
+#: the float floor (1e-300), where the two-family doubling alone can reorder them, and both places
+#: are beyond chance; the one with more aligned evidence is the finding.
+RANK_CERTAIN_FMP = 1e-150
+
 #: Two matches of one recording describe the same alignment when, where their item spans meet, the
 #: recording times they imply differ by at most this many seconds.
 SAME_ALIGNMENT_S = 1.0
@@ -67,5 +76,39 @@ def combine(chromaprint: list[Match], landmark: list[Match], *, standalone_fmp: 
         else:
             if m.fmp <= standalone_fmp:
                 out.append(m)
+    out = mark_repeats(out)
     out.sort(key=lambda m: (m.query_start, m.track_id, m.ref_start))
     return out
+
+
+def mark_repeats(matches: list[Match]) -> list[Match]:
+    """Decide once, over both families, which place of a repeated passage is the finding.
+
+    A recording that repeats a passage (a loop, a chorus) matches one stretch of the item at several
+    places. Each family marks its weaker places as alternatives, but a merge can join one family's
+    alternative to the other's best; so the flags are set again here: strongest first (smallest
+    false-match probability; below ``RANK_CERTAIN_FMP``, a place both families found, then the most
+    aligned anchors, then the longest span, then the lowest bit error rate). In a recording built on
+    a short loop, landmarks line up at every bar nearly as well as at the true place; Chromaprint's
+    bit agreement is what singles the true place out., a match is an alternative
+    when more than ``REPEAT_OVERLAP`` of its item span lies inside a stronger primary match of the
+    same recording. Alternatives stay in the report, as evidence that the place is ambiguous; only
+    primary matches count towards a recording's coverage.
+    """
+    def strength(m: Match) -> tuple:
+        certain = max(m.fmp, 1e-300) <= RANK_CERTAIN_FMP
+        families = len(m.family.split("+"))
+        return (RANK_CERTAIN_FMP if certain else m.fmp, -families, -m.anchors, -m.duration,
+                1.0 if m.ber is None else m.ber, m.query_start, m.ref_start)
+
+    primaries: list[Match] = []
+    flags: dict[int, bool] = {}
+    for i in sorted(range(len(matches)), key=lambda i: strength(matches[i])):
+        m = matches[i]
+        inside = [min(m.query_end, p.query_end) - max(m.query_start, p.query_start)
+                  for p in primaries if p.rec_id == m.rec_id]
+        flags[i] = any(x > REPEAT_OVERLAP * m.duration for x in inside)
+        if not flags[i]:
+            primaries.append(m)
+    return [m if m.alternative == flags[i] else dataclasses.replace(m, alternative=flags[i])
+            for i, m in enumerate(matches)]

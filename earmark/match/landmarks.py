@@ -19,9 +19,12 @@ from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges,
 from earmark.fingerprint.peaks import Peaks
 from earmark.index.postings import Postings
 from earmark.match.model import Match, transform_reading
+from earmark.match.runs import max_subarray
 
 #: Probabilities below 1e-300 are reported as 1e-300 (beyond float range, and beyond meaning).
 LOG10_FLOOR = -300.0
+#: Width of the bins over which an alignment's supported span is found (see :func:`evidence_span`).
+SPAN_BIN_S = 0.5
 #: Bits of a packed Hough cell below the recording id (factor 6, shift 6, offset 24).
 _CELL_BITS = 36
 
@@ -68,6 +71,9 @@ class HoughConfig:
     calibration : float
         Multiplier of the Bonferroni-Poisson tail fitted on non-catalogue audio so that predicted
         and observed chance-match rates agree (``benchmarks/null_calibration.py``).
+    span_density : float
+        Inliers per second below which a stretch at either end of an alignment is not counted in
+        its span (:func:`evidence_span`); a weak copy under noise keeps one or two a second.
     max_fmp : float
         Report a landmark-only match when its false-match probability is at most this. The null
         model bounds *chance* alignments, and 1e-6 would rule chance out; but recordings of one
@@ -93,6 +99,7 @@ class HoughConfig:
     min_span_fraction: float = 0.5
     dispersion: float = 1.2
     calibration: float = 1.0
+    span_density: float = 0.5
     max_fmp: float = 1e-80
     confirm_fmp: float = 1e-6
 
@@ -226,14 +233,25 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
                              window_s=w1 - w0, n_windows=n_windows,
                              catalogue_seconds=index.landmark_seconds,
                              n_recordings=index.n_recordings, tc=tc, hc=hc)
-        t_in = tq[inl]
-        q_end = t_in + q.span[qrow[inl]]
+        q0, q1 = evidence_span(tq[inl], tq[inl] + q.span[qrow[inl]], hc)
         out.append(Candidate(
             rec_id=r, time_factor=a, pitch_st=s, offset_s=b, anchors=anchors, pitches=pitches,
-            hits=len(inl), background=len(idx),
-            query_start=float(np.percentile(t_in, 2)), query_end=float(np.percentile(q_end, 98)),
-            log10_fmp=lf10))
+            hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10))
     return _dedupe(out)
+
+
+def evidence_span(start: np.ndarray, end: np.ndarray, hc: HoughConfig) -> tuple[float, float]:
+    """The stretch of the item an alignment's inliers support: the run of ``SPAN_BIN_S`` bins whose
+    inlier count most exceeds ``hc.span_density`` per second (a maximum subarray), and within
+    it from the 2nd percentile of the inliers' anchor times to the 98th of their last peaks' times.
+    A few stray inliers far from the copy (chance agreements, or a neighbouring piece in a medley
+    that shares a motif) would otherwise stretch the reported span over audio without evidence."""
+    lo = float(start.min())
+    bins = np.floor((start - lo) / SPAN_BIN_S).astype(np.int64)
+    gain = np.bincount(bins).astype(np.float64) - hc.span_density * SPAN_BIN_S
+    a, b = max_subarray(gain)
+    keep = (bins >= a) & (bins < b)
+    return float(np.percentile(start[keep], 2)), float(np.percentile(end[keep], 98))
 
 
 def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 256) -> float:
