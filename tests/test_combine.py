@@ -7,6 +7,7 @@ import dataclasses
 import math
 
 from earmark.match.combine import combine, mark_repeats, same_alignment
+from earmark.match.landmarks import HoughConfig
 from earmark.match.model import Match
 
 
@@ -32,12 +33,12 @@ def test_same_alignment_merges_into_one_match_with_union_of_spans():
 
 def test_landmark_only_match_stands_only_under_the_standalone_threshold():
     lm = _m(2, 0.0, 10.0, 50.0, fmp=1e-30, family="landmark", anchors=20, ber=None)
-    assert combine([], [lm], standalone_fmp=1e-80) == []
-    assert combine([], [lm], standalone_fmp=1e-20) == [lm]
+    assert combine([], [lm], stands_alone=lambda m: m.fmp <= 1e-80) == []
+    assert combine([], [lm], stands_alone=lambda m: m.fmp <= 1e-20) == [lm]
     # a different place of the same recording is not the same alignment
     c = _m(2, 0.0, 10.0, 80.0, fmp=1e-20)
     assert not same_alignment(c, lm)
-    assert len(combine([c], [lm], standalone_fmp=1e-20)) == 2
+    assert len(combine([c], [lm], stands_alone=lambda m: m.fmp <= 1e-20)) == 2
 
 
 def test_merged_alternative_of_one_family_does_not_make_a_second_primary_place():
@@ -89,3 +90,28 @@ def test_a_place_both_families_found_outranks_a_landmark_only_bar_offset():
     true = _m(9, 0.0, 30.0, 193.3, fmp=2e-292, family="chromaprint+landmark", anchors=159, ber=0.026)
     bar = _m(9, 1.2, 17.0, 191.6, fmp=1e-292, family="landmark", anchors=217, ber=None)
     assert [m.alternative for m in mark_repeats([bar, true])] == [True, False]
+
+
+def test_a_landmark_only_copy_that_keeps_timing_and_covers_the_item_stands_at_the_chance_level():
+    hc = HoughConfig()  # copy_fmp 1e-6, max_fmp 1e-80, min_span_fraction 0.5
+    lm = _m(10, 0.5, 9.5, 40.0, fmp=1e-10, family="landmark", anchors=20, ber=None)
+    assert hc.stands_alone(lm, item_duration=10.0)  # a degraded 10 s copy
+    pitched = dataclasses.replace(lm, pitch_st=2.0, transform="pitch")
+    assert hc.stands_alone(pitched, item_duration=10.0)  # timing kept, pitch shifted
+    assert not hc.stands_alone(dataclasses.replace(lm, fmp=1e-5), item_duration=10.0)  # chance level
+    # a shared ending: 9 s of a 312 s piece, untransformed
+    assert not hc.stands_alone(lm, item_duration=312.0)
+    # a theme at another tempo covering the item
+    tempo = dataclasses.replace(lm, time_factor=1.12, transform="tempo")
+    assert not hc.stands_alone(tempo, item_duration=10.0)
+    # anything beyond the preset stands
+    assert hc.stands_alone(dataclasses.replace(tempo, fmp=1e-90), item_duration=312.0)
+
+
+def test_weak_landmark_only_repeat_places_are_dropped_but_strong_ones_kept():
+    best = _m(11, 0.0, 12.0, 22.0, fmp=1e-190, family="chromaprint+landmark", anchors=120)
+    bar = _m(11, 0.4, 9.5, 33.2, fmp=1e-40, family="landmark", anchors=39, ber=None)
+    loop = _m(11, 0.2, 11.0, 70.0, fmp=1e-95, family="landmark", anchors=90, ber=None)
+    out = combine([best], [bar, loop], stands_alone=lambda m: m.fmp <= 1e-6,
+                  repeat_stands=lambda m: m.fmp <= 1e-80)
+    assert [(m.ref_start, m.alternative) for m in out] == [(22.0, False), (70.0, True)]

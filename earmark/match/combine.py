@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 from earmark.match.model import Match
 
@@ -61,11 +62,15 @@ def merge(c: Match, lm: Match) -> Match:
     )
 
 
-def combine(chromaprint: list[Match], landmark: list[Match], *, standalone_fmp: float = 1.0) -> list[Match]:
+def combine(chromaprint: list[Match], landmark: list[Match], *,
+            stands_alone: Callable[[Match], bool] = lambda m: True,
+            repeat_stands: Callable[[Match], bool] = lambda m: True) -> list[Match]:
     """Matches of both families, each (recording, alignment) once, in item order.
 
     A landmark match that coincides with a Chromaprint match is merged into it; one that does not
-    stands alone only if its false-match probability is at most ``standalone_fmp``.
+    is reported only if ``stands_alone(match)`` (see ``HoughConfig.stands_alone``), and, when it
+    turns out to be a weaker place of a passage the recording repeats (see :func:`mark_repeats`),
+    only if ``repeat_stands(match)`` too.
     """
     out = list(chromaprint)
     for m in sorted(landmark, key=lambda m: (m.fmp, -m.anchors)):
@@ -74,9 +79,10 @@ def combine(chromaprint: list[Match], landmark: list[Match], *, standalone_fmp: 
                 out[i] = merge(c, m)
                 break
         else:
-            if m.fmp <= standalone_fmp:
+            if stands_alone(m):
                 out.append(m)
-    out = mark_repeats(out)
+    out = [m for m in mark_repeats(out)
+           if not (m.alternative and m.family == "landmark" and not repeat_stands(m))]
     out.sort(key=lambda m: (m.query_start, m.track_id, m.ref_start))
     return out
 

@@ -18,7 +18,7 @@ from scipy.special import gammainc
 from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges, triplets
 from earmark.fingerprint.peaks import Peaks
 from earmark.index.postings import Postings
-from earmark.match.model import Match, transform_reading
+from earmark.match.model import FACTOR_TOLERANCE, Match, transform_reading
 from earmark.match.runs import max_subarray
 
 #: Probabilities below 1e-300 are reported as 1e-300 (beyond float range, and beyond meaning).
@@ -81,6 +81,15 @@ class HoughConfig:
         The default is the preset that keeps false positives at zero on the public benchmark's
         hard negatives (same-artist unregistered recordings; the strongest scores 1e-75, see
         docs/benchmarks.md). Matches that Chromaprint confirms are not held to it.
+    copy_fmp : float
+        A landmark-only match that keeps the recording's timing (time factor within 1 % of 1:
+        untransformed or pitch-shifted) and covers at least ``min_span_fraction`` of the whole
+        item stands at this probability, the chance level Chromaprint matches are held to. Such an
+        alignment says the item *is* the recording, degraded: related recordings of one artist
+        line up at another tempo (a theme reused, a remix) or over a short stretch of a longer
+        piece (a shared ending), and those are held to ``max_fmp``. It admits the item's best
+        place only: a weaker place of a passage the recording repeats is reported (as an
+        alternative) at ``max_fmp``.
     confirm_fmp : float
         A landmark match at most this probable by chance that coincides with a Chromaprint match
         adds its evidence and factors to it.
@@ -101,13 +110,22 @@ class HoughConfig:
     calibration: float = 1.0
     span_density: float = 0.5
     max_fmp: float = 1e-80
+    copy_fmp: float = 1e-6
     confirm_fmp: float = 1e-6
 
     @property
     def search_fmp(self) -> float:
         """Landmark matches worth keeping before the decision: those that may stand alone and
         those that may confirm a Chromaprint match."""
-        return max(self.confirm_fmp, self.max_fmp)
+        return max(self.confirm_fmp, self.max_fmp, self.copy_fmp)
+
+    def stands_alone(self, m: Match, item_duration: float) -> bool:
+        """Whether a landmark match no Chromaprint match confirms is reported."""
+        if m.fmp <= self.max_fmp:
+            return True
+        keeps_timing = abs(m.time_factor - 1.0) <= FACTOR_TOLERANCE
+        covers_item = m.duration >= self.min_span_fraction * item_duration
+        return keeps_timing and covers_item and m.fmp <= self.copy_fmp
 
 
 @dataclass(frozen=True)

@@ -129,5 +129,6 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     hc = settings.landmarks
     lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
                                max_fmp=hc.search_fmp)
-    matches = combine(chroma, lms, standalone_fmp=hc.max_fmp)
+    matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
+                      repeat_stands=lambda m: m.fmp <= hc.max_fmp)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
