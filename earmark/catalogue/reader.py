@@ -125,6 +125,8 @@ class CatalogueReader:
             z = np.zeros(0, np.int64)
             f = np.zeros(0, np.float32)
             return z, z, f, f, f
+        if len(parts) == 1:
+            return parts[0]  # type: ignore[return-value]
         return tuple(np.concatenate(x) for x in zip(*parts, strict=True))  # type: ignore[return-value]
 
     @property

@@ -66,7 +66,7 @@ class Postings:
         """
         # probing in key order keeps the binary searches in cache (several times faster on
         # memory-mapped keys than probing in query order)
-        by_key = np.argsort(lo, kind="stable")
+        by_key = np.argsort(lo)  # any order of equal keys: callers depend on the set of hits only
         a = np.searchsorted(self.keys, np.asarray(lo, dtype=np.uint32)[by_key], side="left")
         b = np.searchsorted(self.keys, np.asarray(hi, dtype=np.uint32)[by_key], side="right")
         counts = np.maximum(b - a, 0)

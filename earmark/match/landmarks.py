@@ -181,27 +181,63 @@ def _windows(duration: float, hc: HoughConfig) -> list[tuple[float, float]]:
     return [(i * hc.hop_s, min(duration, i * hc.hop_s + hc.window_s)) for i in range(n)]
 
 
-def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
-                      window: tuple[float, float], n_windows: int) -> list[Candidate]:
-    """Alignment hypotheses for the triplets anchored in ``window``, strongest first."""
-    w0, w1 = window
-    q = q.select(np.flatnonzero((q.t1 >= w0) & (q.t1 < w1)))
-    if len(q) == 0:
-        return []
+@dataclass(frozen=True)
+class Hits:
+    """Index hits of an item's triplets that a time factor and shift within range can explain, one
+    row per hit: the recording and its anchor time, the item anchor (its time, pitch, span and a
+    peak id, unique within the item), and the hit's time factor and pitch shift."""
+
+    rec: np.ndarray  # int64
+    tr: np.ndarray  # recording anchor time, s
+    tq: np.ndarray  # item anchor time, s
+    qp1: np.ndarray  # item anchor pitch, semitones
+    qspan: np.ndarray  # item t3 - t1, s
+    anchor: np.ndarray  # int64 item peak id of the anchor
+    factor: np.ndarray
+    shift: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rec)
+
+    @staticmethod
+    def concat(parts: list[Hits]) -> Hits:
+        if len(parts) == 1:
+            return parts[0]
+        return Hits(*(np.concatenate([getattr(h, f) for h in parts]) for f in Hits.__dataclass_fields__))
+
+
+def triplet_hits(q: Triplets, index: LandmarkIndex, tc: TripletConfig, *, anchor_base: int = 0) -> Hits:
+    """Look up triplets ``q`` and keep the hits within the tempo tolerance and the pitch range.
+    ``anchor_base`` is added to the anchors' peak indices (triplets formed from a slice of peaks)."""
     lo, hi, row = probe_ranges(q, tc)
     qi, rec, tr, pr, spr = index.landmark_lookup(lo, hi)
-    if len(qi) == 0:
-        return []
     qrow = row[qi]
     factor = spr / q.span[qrow]
     shift = q.p1[qrow] - pr
     tol = 1.0 + tc.tempo_tolerance
     keep = np.flatnonzero((factor >= 1 / tol) & (factor <= tol) & (np.abs(shift) <= tc.max_shift_st))
-    if len(keep) == 0:
+    qrow = qrow[keep]
+    return Hits(rec=np.asarray(rec[keep], np.int64), tr=np.asarray(tr[keep], np.float64),
+                tq=q.t1[qrow], qp1=q.p1[qrow], qspan=q.span[qrow], anchor=q.anchor[qrow] + anchor_base,
+                factor=factor[keep], shift=shift[keep])
+
+
+def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
+                      window: tuple[float, float], n_windows: int) -> list[Candidate]:
+    """Alignment hypotheses for the triplets anchored in ``window``, strongest first."""
+    w0, w1 = window
+    q = q.select(np.flatnonzero((q.t1 >= w0) & (q.t1 < w1)))
+    return hough_candidates(triplet_hits(q, index, tc), index, tc, hc, window=window, n_windows=n_windows)
+
+
+def hough_candidates(h: Hits, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
+                     window: tuple[float, float], n_windows: int) -> list[Candidate]:
+    """Alignment hypotheses from the hits of one window's triplets, strongest first."""
+    if len(h) == 0:
         return []
-    qrow, rec, factor, shift = qrow[keep], rec[keep].astype(np.int64), factor[keep], shift[keep]
-    tr = tr[keep].astype(np.float64)
-    tq = q.t1[qrow]
+    w0, w1 = window
+    rec, tr, tq, factor, shift = h.rec, h.tr, h.tq, h.factor, h.shift
+    tol = 1.0 + tc.tempo_tolerance
     centre = 0.5 * (w0 + w1)
     b_c = tr - factor * (tq - centre)  # recording time at the window centre: little leverage
     lf = np.round(np.log(factor) / hc.log_factor_cell).astype(np.int64) + 32
@@ -218,7 +254,7 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
     else:
         best = np.lexsort((np.arange(len(counts)), -counts))
     top = starts[best]
-    anchor = q.anchor[qrow]
+    anchor = h.anchor
     out: list[Candidate] = []
     for cell in ps[top]:
         r = int(cell >> _CELL_BITS)
@@ -243,7 +279,7 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
             inl = idx[(np.abs(tr[idx] - (a * tq[idx] + b)) <= hc.inlier_s)
                       & (np.abs(shift[idx] - s) <= hc.inlier_st)]
         anchors = len(np.unique(anchor[inl]))
-        pitches = len(np.unique(np.round(q.p1[qrow[inl]])))
+        pitches = len(np.unique(np.round(h.qp1[inl])))
         if pitches < hc.min_pitches:
             lf10 = 0.0
         else:
@@ -251,7 +287,7 @@ def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: 
                              window_s=w1 - w0, n_windows=n_windows,
                              catalogue_seconds=index.landmark_seconds,
                              n_recordings=index.n_recordings, tc=tc, hc=hc)
-        q0, q1 = evidence_span(tq[inl], tq[inl] + q.span[qrow[inl]], hc)
+        q0, q1 = evidence_span(tq[inl], tq[inl] + h.qspan[inl], hc)
         out.append(Candidate(
             rec_id=r, time_factor=a, pitch_st=s, offset_s=b, anchors=anchors, pitches=pitches,
             hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10))
@@ -276,7 +312,8 @@ def _theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 256) -> float:
     """Median of the slopes between pairs of points at least 0.5 s apart (robust to the outliers
     a least-squares fit follows); an evenly spaced subset bounds the work."""
     if len(x) > max_points:
-        pick = np.linspace(0, len(x) - 1, max_points).astype(np.int64)
+        order = np.lexsort((y, x))  # the subset must not depend on the order hits arrived in
+        pick = order[np.linspace(0, len(x) - 1, max_points).astype(np.int64)]
         x, y = x[pick], y[pick]
     dx = x[None, :] - x[:, None]
     dy = y[None, :] - y[:, None]
@@ -303,18 +340,29 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
 def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig
            ) -> list[Candidate]:
     """Candidates of every window of an item (its query peaks, its duration in seconds), strongest
-    first. Triplets are formed window by window (from the peaks a window's anchors can reach), so
-    memory stays bounded however long the item is."""
+    first.
+
+    Windows overlap, so the item is cut at every window edge into blocks, and each block's triplets
+    are formed (from the peaks its anchors can reach) and looked up once; a window's Hough votes run
+    over the hits of its blocks. Memory stays bounded however long the item is."""
     wins = _windows(duration, hc)
     reach = 2 * tc.max_gap_s * (1 + tc.tempo_tolerance)  # an anchor's follower's followers
-    t = np.asarray(peaks.time)
+    t, pitch, strength = np.asarray(peaks.time), np.asarray(peaks.pitch), np.asarray(peaks.strength)
+    edges = sorted({e for w in wins for e in w})
+    cache: dict[float, Hits] = {}
     out: list[Candidate] = []
     for w0, w1 in wins:
-        a, b = np.searchsorted(t, w0, side="left"), np.searchsorted(t, w1 + reach, side="right")
-        part = Peaks(time=t[a:b], pitch=np.asarray(peaks.pitch)[a:b],
-                     strength=np.asarray(peaks.strength)[a:b])
-        q = triplets(part, tc, query=True)
-        out += window_candidates(q, index, tc, hc, window=(w0, w1), n_windows=len(wins))
+        blocks = [(b0, b1) for b0, b1 in zip(edges[:-1], edges[1:], strict=True) if b0 >= w0 and b1 <= w1]
+        for b0 in [b for b in cache if b < w0]:
+            del cache[b0]  # earlier windows only
+        for b0, b1 in blocks:
+            if b0 not in cache:
+                a, b = np.searchsorted(t, b0, side="left"), np.searchsorted(t, b1 + reach, side="right")
+                q = triplets(Peaks(time=t[a:b], pitch=pitch[a:b], strength=strength[a:b]), tc, query=True)
+                q = q.select(np.flatnonzero((q.t1 >= b0) & (q.t1 < b1)))
+                cache[b0] = triplet_hits(q, index, tc, anchor_base=int(a))
+        hits = Hits.concat([cache[b0] for b0, _ in blocks])
+        out += hough_candidates(hits, index, tc, hc, window=(w0, w1), n_windows=len(wins))
     return sorted(out, key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
 
 
