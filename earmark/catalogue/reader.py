@@ -78,18 +78,22 @@ class CatalogueReader:
                 )
             if int(m.get("window_width", -1)) != self.window_width:
                 raise ParamsMismatchError(f"{d}: window width {m.get('window_width')} != {self.window_width}")
+            def load(file: str, mode: str | None = mode, d: Path = d) -> np.ndarray:
+                # a plain ndarray view of the mapping: np.memmap's own indexing costs tens of
+                # microseconds a call in Python, and the matchers index these arrays per candidate
+                return np.asarray(np.load(d / file, mmap_mode=mode, allow_pickle=False))
+
             seg = _Segment(
                 name=name,
-                codes=np.load(d / "codes.npy", mmap_mode=mode, allow_pickle=False),
-                active=np.load(d / "active.npy", mmap_mode=mode, allow_pickle=False),
-                rec_ids=np.load(d / "rec_ids.npy", allow_pickle=False),
-                rec_starts=np.load(d / "rec_starts.npy", allow_pickle=False),
-                win_item=np.load(d / "win_item.npy", mmap_mode=mode, allow_pickle=False),
+                codes=load("codes.npy"),
+                active=load("active.npy"),
+                rec_ids=load("rec_ids.npy", None),
+                rec_starts=load("rec_starts.npy", None),
+                win_item=load("win_item.npy"),
                 index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
                 landmarks=Postings(  # stored sorted: no build step
-                    keys=np.load(d / "lm_keys.npy", mmap_mode=mode, allow_pickle=False),
-                    columns={c: np.load(d / f"lm_{c}.npy", mmap_mode=mode, allow_pickle=False)
-                             for c in ("rec", "t1", "p1", "span")}),
+                    keys=load("lm_keys.npy"),
+                    columns={c: load(f"lm_{c}.npy") for c in ("rec", "t1", "p1", "span")}),
             )
             si = len(self._segments)
             self._segments.append(seg)
