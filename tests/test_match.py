@@ -310,6 +310,20 @@ def test_candidates_contain_the_best_diagonal_of_an_exhaustive_scan(library, rea
     assert candidates[0][:2] in {(rec_id, diag + d) for d in (-1, 0, 1)}
 
 
+@pytest.mark.parametrize(("index", "start", "seconds"), [(2, 14.0, 10.0), (4, 3.2, 5.0)])
+def test_query_stride_finds_the_same_match_from_half_the_window_searches(library, reader, tmp_path, index,
+                                                                        start, seconds):
+    """Candidates from every other query window: the same diagonal wins and, since every
+    candidate is verified over all items, the same match comes out."""
+    fp = _fp(library.song(index).excerpt(start, seconds), tmp_path)
+    every = candidate_diagonals(fp, reader, MatchConfig(query_stride=1))
+    half = candidate_diagonals(fp, reader, MatchConfig(query_stride=2))
+    assert half[0][:2] == every[0][:2]
+    assert 0.3 * every[0][2] <= half[0][2] <= 0.7 * every[0][2]  # about half the votes
+    assert match_fingerprint(fp, reader, MatchConfig(query_stride=2)) == \
+        match_fingerprint(fp, reader, MatchConfig(query_stride=1))
+
+
 def test_query_without_active_windows_has_no_candidates(reader):
     fp = extract(synth.silence(10.0, sr=SAMPLE_RATE), reader.config)
     assert candidate_diagonals(fp, reader, MatchConfig()) == []
@@ -335,3 +349,5 @@ def test_match_config_is_validated():
         MatchConfig(max_fmp=0)
     with pytest.raises(ParameterError, match=r"span_ber=0.5 must be in \(0, 0.5\)"):
         MatchConfig(span_ber=0.5)
+    with pytest.raises(ParameterError, match="query_stride=0 must be at least 1"):
+        MatchConfig(query_stride=0)
