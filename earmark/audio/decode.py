@@ -98,6 +98,12 @@ class StreamInfo:
     declared_duration: float | None  # seconds, None when the container does not say
 
 
+def _samples(frame: av.AudioFrame) -> np.ndarray:
+    """The float32 samples of a packed mono frame, read from its buffer (a third of the cost of
+    ``to_ndarray``, which a scan pays some forty times per second of audio)."""
+    return np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+
+
 @dataclass
 class AudioStream:
     """An open decoding stream: ``info`` up front, ``blocks()`` yields float32 mono blocks.
@@ -140,9 +146,9 @@ class AudioStream:
                 for frame in frames:
                     n_frames += 1
                     for out in resampler.resample(frame):
-                        yield out.to_ndarray().reshape(-1)
+                        yield _samples(out)
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1)
+                yield _samples(out)
         except av.error.FFmpegError as e:
             raise CorruptAudioError(self.name, f"decoding failed: {e}") from e
         if n_frames == 0:
