@@ -42,6 +42,13 @@ class _Segment:
     landmarks: Postings  # keys; columns rec, t1, p1, span
 
 
+def _load_array(path: Path, *, mmap: bool) -> np.ndarray:
+    """A stored array, memory-mapped when asked, as a plain ndarray (a view of the mapping:
+    np.memmap's own indexing costs tens of microseconds a call, and the matchers index these arrays
+    per candidate)."""
+    return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+
+
 class CatalogueReader:
     """Everything the matcher needs, memory-mapped: window search, reference codes, metadata."""
 
@@ -55,7 +62,6 @@ class CatalogueReader:
             self.digest = cat.digest()
             seg_names = cat.segment_names()
             self.recordings: dict[int, Recording] = {r.rec_id: r for r in cat.recordings()}
-        mode = "r" if mmap else None
         self._segments: list[_Segment] = []
         self._where: dict[int, tuple[int, int, int]] = {}  # rec_id -> (segment index, start, end)
         for name in seg_names:
@@ -78,17 +84,15 @@ class CatalogueReader:
                 )
             if int(m.get("window_width", -1)) != self.window_width:
                 raise ParamsMismatchError(f"{d}: window width {m.get('window_width')} != {self.window_width}")
-            def load(file: str, mode: str | None = mode, d: Path = d) -> np.ndarray:
-                # a plain ndarray view of the mapping: np.memmap's own indexing costs tens of
-                # microseconds a call in Python, and the matchers index these arrays per candidate
-                return np.asarray(np.load(d / file, mmap_mode=mode, allow_pickle=False))
+            def load(file: str, mapped: bool = True, d: Path = d) -> np.ndarray:
+                return _load_array(d / file, mmap=mmap and mapped)
 
             seg = _Segment(
                 name=name,
                 codes=load("codes.npy"),
                 active=load("active.npy"),
-                rec_ids=load("rec_ids.npy", None),
-                rec_starts=load("rec_starts.npy", None),
+                rec_ids=load("rec_ids.npy", mapped=False),
+                rec_starts=load("rec_starts.npy", mapped=False),
                 win_item=load("win_item.npy"),
                 index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
                 landmarks=Postings(  # stored sorted: no build step

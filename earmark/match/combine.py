@@ -92,14 +92,14 @@ def mark_repeats(matches: list[Match]) -> list[Match]:
 
     A recording that repeats a passage (a loop, a chorus) matches one stretch of the item at several
     places. Each family marks its weaker places as alternatives, but a merge can join one family's
-    alternative to the other's best; so the flags are set again here: strongest first (smallest
-    false-match probability; below ``RANK_CERTAIN_FMP``, a place both families found, then the most
-    aligned anchors, then the longest span, then the lowest bit error rate). In a recording built on
-    a short loop, landmarks line up at every bar nearly as well as at the true place; Chromaprint's
-    bit agreement is what singles the true place out., a match is an alternative
-    when more than ``REPEAT_OVERLAP`` of its item span lies inside a stronger primary match of the
-    same recording. Alternatives stay in the report, as evidence that the place is ambiguous; only
-    primary matches count towards a recording's coverage.
+    alternative to the other's best; so the flags are set again here. Taken strongest first, a match
+    is an alternative when more than ``REPEAT_OVERLAP`` of its item span lies inside a stronger
+    primary match of the same recording. Strength is the smallest false-match probability; below
+    ``RANK_CERTAIN_FMP``, a place both families found, then the most aligned anchors, then the
+    longest span, then the lowest bit error rate. (In a recording built on a short loop, landmarks
+    line up at every bar nearly as well as at the true place; Chromaprint's bit agreement is what
+    singles the true place out.) Alternatives stay in the report, as evidence that the place is
+    ambiguous; only primary matches count towards a recording's coverage.
     """
     def strength(m: Match) -> tuple:
         certain = max(m.fmp, 1e-300) <= RANK_CERTAIN_FMP

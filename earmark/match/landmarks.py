@@ -9,7 +9,7 @@ reported once over the union of their spans. See ``docs/matching.md`` for the nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -203,7 +203,7 @@ class Hits:
     def concat(parts: list[Hits]) -> Hits:
         if len(parts) == 1:
             return parts[0]
-        return Hits(*(np.concatenate([getattr(h, f) for h in parts]) for f in Hits.__dataclass_fields__))
+        return Hits(**{f.name: np.concatenate([getattr(h, f.name) for h in parts]) for f in fields(Hits)})
 
 
 def triplet_hits(q: Triplets, index: LandmarkIndex, tc: TripletConfig, *, anchor_base: int = 0) -> Hits:
