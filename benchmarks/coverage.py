@@ -3,7 +3,9 @@
 
 For every recording the truth places in the dataset: the share of its duration inside the union of
 matched reference intervals (earmark's findings) versus the share inside the union of the truth's
-segments; and how far any reported covered interval lies outside the truth's intervals.
+segments; and how far any reported covered interval lies outside the truth's intervals (a copy of a
+passage the recording repeats, matched about equally well at several places, is reported in
+``ambiguous_places`` rather than as a covered interval, and is not checked).
 Issue 5's target: every recording within 5 percentage points, nothing more than 1 s outside.
 
 Usage: coverage.py BENCH_DIR SCAN_DIR CATALOGUE

@@ -52,6 +52,30 @@ def test_findings_coverage_is_the_union_of_matched_intervals(scanned, library):
     assert set(f) == {"TRK-0001", "TRK-0003"}
 
 
+def test_a_copy_whose_place_the_recording_repeats_is_counted_but_not_placed():
+    def m(q0, q1, r0, score, alternative=False):
+        return {"track_id": "T1", "query_start": q0, "query_end": q1, "ref_start": r0,
+                "ref_end": r0 + q1 - q0, "score": score, "alternative": alternative, "ber": 0.1}
+    cat = [{"track_id": "T1", "duration_s": 200.0, "rights_holder": "R"}]
+    records = [
+        # a 24 s loop: the best place (30 s) and one loop later (54 s) match about equally well
+        {"file": "loop.wav", "status": "match", "sha256": "a",
+         "matches": [m(0, 10, 30.0, 22.5), m(0, 10, 54.0, 21.8, alternative=True)]},
+        # a clear place: its alternative is far weaker
+        {"file": "clear.wav", "status": "match", "sha256": "b",
+         "matches": [m(0, 10, 100.0, 200.0), m(0, 10, 150.0, 90.0, alternative=True)]},
+    ]
+    # beyond ranking by probability (floor scores), aligned anchors decide
+    certain = m(0, 30, 150.0, 291.4) | {"anchors": 241}
+    loop = m(0, 30, 170.0, 291.6, alternative=True) | {"anchors": 165}
+    records.append({"file": "certain.wav", "status": "match", "sha256": "c", "matches": [certain, loop]})
+    (f,) = build_findings(records, cat).findings
+    assert f.coverage_s == pytest.approx(50.0)  # each copy counted once
+    assert f.coverage_intervals == ((100.0, 110.0), (150.0, 180.0))  # only placed copies are drawn
+    assert f.ambiguous_places == ((30.0, 40.0), (54.0, 64.0))
+    assert f.to_dict()["ambiguous_places"] == [[30.0, 40.0], [54.0, 64.0]]
+
+
 def test_merge_intervals():
     assert merge_intervals([(5, 10), (0, 2), (9, 12), (20, 21)]) == [(0, 2), (5, 12), (20, 21)]
     assert merge_intervals([(0, 1), (1.5, 2)], gap=0.6) == [(0, 2)]

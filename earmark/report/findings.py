@@ -8,11 +8,13 @@ catalogue's metadata, so a reader can re-derive it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from earmark.catalogue.licences import Licence
+from earmark.match.combine import RANK_CERTAIN_FMP
 
 
 def merge_intervals(
@@ -26,6 +28,14 @@ def merge_intervals(
         else:
             out.append([a, b])
     return [(a, b) for a, b in out]
+
+
+#: A repeated passage's place is not known when an alternative place of the same recording, over the
+#: same stretch of the item, has at least this share of the best place's evidence: its score, or,
+#: where both are beyond ranking by probability (``RANK_CERTAIN_FMP``), its aligned anchors. The
+#: ranking of two places whose evidence differs by less than this is not a finding.
+AMBIGUOUS_EVIDENCE_RATIO = 0.9
+_CERTAIN_SCORE = -math.log10(RANK_CERTAIN_FMP)
 
 
 @dataclass(frozen=True)
@@ -42,9 +52,9 @@ class Finding:
     n_distinct_bytes: int  # distinct SHA-256 among those items
     n_matches: int
     matched_duration_s: float  # sum of item-side matched seconds
-    coverage_s: float  # length of the union of matched recording intervals
+    coverage_s: float  # length of the union of matched recording intervals (each copy once)
     coverage_fraction: float
-    coverage_intervals: tuple[tuple[float, float], ...]
+    coverage_intervals: tuple[tuple[float, float], ...]  # the placed ones (see ambiguous_places)
     max_item_ref_fraction: float  # the best single item's share of the recording
     longest_match: dict
     strongest_match: dict
@@ -52,10 +62,15 @@ class Finding:
     items: tuple[str, ...]
     licensed: bool = False
     licences: tuple[int, ...] = ()
+    # recording intervals of copies whose place is not known: the recording repeats the passage and
+    # another place matches about as well; each such copy is at one of them (counted once in
+    # coverage_s, at its best place, but not drawn or listed as a covered interval)
+    ambiguous_places: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["coverage_intervals"] = [list(x) for x in self.coverage_intervals]
+        d["ambiguous_places"] = [list(x) for x in self.ambiguous_places]
         d["items"] = list(self.items)
         d["licences"] = list(self.licences)
         d["schema"] = "earmark.finding/1"
@@ -79,6 +94,24 @@ class Findings:
     findings: tuple[Finding, ...]
     holders: tuple[HolderTotals, ...]
     totals: dict[str, object] = field(default_factory=dict)
+
+
+def _near_equal_places(rec: dict, m: dict, pairs: Sequence[tuple[dict, dict]]) -> list[dict]:
+    """The alternative places of primary match ``m`` (same item, same recording, more than half of
+    the shorter item span shared) with evidence at least ``AMBIGUOUS_EVIDENCE_RATIO`` of its own."""
+    out = []
+    for rec2, x in pairs:
+        if rec2 is not rec or not x.get("alternative"):
+            continue
+        shared = min(m["query_end"], x["query_end"]) - max(m["query_start"], x["query_start"])
+        shorter = min(m["query_end"] - m["query_start"], x["query_end"] - x["query_start"])
+        if min(m["score"], x["score"]) >= _CERTAIN_SCORE:
+            close = x.get("anchors", 0) >= AMBIGUOUS_EVIDENCE_RATIO * m.get("anchors", 0)
+        else:
+            close = x["score"] >= AMBIGUOUS_EVIDENCE_RATIO * m["score"]
+        if shared > 0.5 * shorter and close:
+            out.append(x)
+    return out
 
 
 def _r3(x: float) -> float:
@@ -121,6 +154,11 @@ def build_findings(
         primary = [(rec, m) for rec, m in pairs if not m.get("alternative")]
         intervals = merge_intervals((m["ref_start"], m["ref_end"]) for _, m in primary)
         covered = sum(b - a for a, b in intervals)
+        # ... and where another place matches about as well, which place it is is not known
+        rivals = {id(m): _near_equal_places(rec, m, pairs) for rec, m in primary}
+        placed = merge_intervals((m["ref_start"], m["ref_end"]) for _, m in primary if not rivals[id(m)])
+        ambiguous = merge_intervals((x["ref_start"], x["ref_end"]) for _, m in primary if rivals[id(m)]
+                                    for x in [m, *rivals[id(m)]])
         per_item_cov: dict[str, float] = defaultdict(float)
         for f in items:
             iv = merge_intervals((m["ref_start"], m["ref_end"]) for rec, m in primary if rec["file"] == f)
@@ -146,7 +184,8 @@ def build_findings(
             matched_duration_s=_r3(sum(m["query_end"] - m["query_start"] for _, m in pairs)),
             coverage_s=_r3(covered),
             coverage_fraction=round(min(1.0, covered / dur), 4) if dur else 0.0,
-            coverage_intervals=tuple((round(a, 1), round(b, 1)) for a, b in intervals),
+            coverage_intervals=tuple((round(a, 1), round(b, 1)) for a, b in placed),
+            ambiguous_places=tuple((round(a, 1), round(b, 1)) for a, b in ambiguous),
             max_item_ref_fraction=round(min(1.0, max(per_item_cov.values()) / dur), 4) if dur else 0.0,
             longest_match=_match_ref(longest_rec, longest),
             strongest_match=_match_ref(strongest_rec, strongest),
