@@ -30,7 +30,9 @@ LIMITATIONS = (
     "is an interpretation, since a speed change and a tempo change plus a pitch shift look alike.",
     "Items that could not be decoded are listed with the reason; they were not searched.",
     "Where a recording repeats a passage, a copy of it matches each repetition; the places beyond the "
-    "strongest are marked as alternatives and counted once in coverage.",
+    "strongest are marked as alternatives and counted once in coverage. When another place matches "
+    "about as well (90 % of the evidence), the copy is listed under the places it may be at, not drawn "
+    "at one of them.",
 )
 
 
