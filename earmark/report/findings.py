@@ -96,13 +96,11 @@ class Findings:
     totals: dict[str, object] = field(default_factory=dict)
 
 
-def _near_equal_places(rec: dict, m: dict, pairs: Sequence[tuple[dict, dict]]) -> list[dict]:
-    """The alternative places of primary match ``m`` (same item, same recording, more than half of
-    the shorter item span shared) with evidence at least ``AMBIGUOUS_EVIDENCE_RATIO`` of its own."""
+def _near_equal_places(m: dict, alternatives: Sequence[dict]) -> list[dict]:
+    """Of the alternative places in primary match ``m``'s item (same recording), those sharing more
+    than half of the shorter item span with evidence at least ``AMBIGUOUS_EVIDENCE_RATIO`` of its own."""
     out = []
-    for rec2, x in pairs:
-        if rec2 is not rec or not x.get("alternative"):
-            continue
+    for x in alternatives:
         shared = min(m["query_end"], x["query_end"]) - max(m["query_start"], x["query_start"])
         shorter = min(m["query_end"] - m["query_start"], x["query_end"] - x["query_start"])
         if min(m["score"], x["score"]) >= _CERTAIN_SCORE:
@@ -155,7 +153,11 @@ def build_findings(
         intervals = merge_intervals((m["ref_start"], m["ref_end"]) for _, m in primary)
         covered = sum(b - a for a, b in intervals)
         # ... and where another place matches about as well, which place it is is not known
-        rivals = {id(m): _near_equal_places(rec, m, pairs) for rec, m in primary}
+        alternatives: dict[int, list[dict]] = defaultdict(list)  # by item: no pass over every pair
+        for rec, m in pairs:
+            if m.get("alternative"):
+                alternatives[id(rec)].append(m)
+        rivals = {id(m): _near_equal_places(m, alternatives.get(id(rec), ())) for rec, m in primary}
         placed = merge_intervals((m["ref_start"], m["ref_end"]) for _, m in primary if not rivals[id(m)])
         ambiguous = merge_intervals((x["ref_start"], x["ref_end"]) for _, m in primary if rivals[id(m)]
                                     for x in [m, *rivals[id(m)]])
