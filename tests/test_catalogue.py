@@ -21,11 +21,13 @@ from earmark.catalogue.reader import open_reader
 from earmark.catalogue.store import WINDOW_WIDTH, Catalogue
 from earmark.errors import CatalogueError, MetadataError, ParamsMismatchError
 from earmark.fingerprint.chromaprint import ChromaprintConfig
+from earmark.fingerprint.envelope import EnvelopeConfig
 from earmark.fingerprint.landmarks import LandmarkConfig
 
 SEGMENT_FILES = {
     "manifest.json", "codes.npy", "active.npy", "rec_ids.npy", "rec_starts.npy", "win_item.npy",
     "windows.faissbin", "lm_keys.npy", "lm_rec.npy", "lm_t1.npy", "lm_p1.npy", "lm_span.npy",
+    "env.npy", "env_starts.npy",
 }
 
 
@@ -71,6 +73,7 @@ def test_manifest_mirrors_the_database(library):
     assert m["segments"] == ["000001"]
     assert m["families"]["chromaprint"]["params_id"] == ChromaprintConfig().params_id
     assert m["families"]["landmark"]["params_id"] == LandmarkConfig().params_id
+    assert m["families"]["envelope"]["params_id"] == EnvelopeConfig().params_id
     assert m["window_width"] == WINDOW_WIDTH
     seg = library.catalogue / "segments" / "000001"
     assert {p.name for p in seg.iterdir()} == SEGMENT_FILES

@@ -211,10 +211,13 @@ def test_scan_exits_0_when_nothing_is_found(library, cli_datasets, tmp_path):
 def test_scan_thresholds_from_the_command_line_are_in_force_and_recorded(library, cli_datasets, tmp_path):
     out = tmp_path / "scan"
     result = run("scan", cli_datasets["pos"], "-c", library.catalogue, "-o", out, "-j", "1",
-                 "--landmark-max-fmp", "1e-300", "--landmark-copy-fmp", "1e-299", "--max-fmp", "1e-300")
+                 "--landmark-max-fmp", "1e-300", "--landmark-copy-fmp", "1e-299", "--max-fmp", "1e-300",
+                 "--envelope-max-fmp", "1e-298")
     assert result.exit_code == 0, result.output  # nothing is that certain: the hit is not reported
-    landmarks = json.loads((out / "manifest.json").read_text())["settings"]["landmarks"]
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    landmarks = settings["landmarks"]
     assert (landmarks["max_fmp"], landmarks["copy_fmp"]) == (1e-300, 1e-299)
+    assert settings["envelope"]["max_fmp"] == 1e-298
 
 
 def test_scan_with_a_missing_catalogue_exits_2(cli_datasets, tmp_path):

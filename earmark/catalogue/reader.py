@@ -40,6 +40,8 @@ class _Segment:
     win_item: np.ndarray
     index: FaissBinaryIndex
     landmarks: Postings  # keys; columns rec, t1, p1, span
+    env: np.ndarray  # uint8 frames x bands, every recording's envelope concatenated
+    env_starts: np.ndarray  # int64, n_recordings + 1
 
 
 def _load_array(path: Path, *, mmap: bool) -> np.ndarray:
@@ -58,12 +60,14 @@ class CatalogueReader:
             self.config = cat.config
             self.params_id = cat.config.params_id
             self.landmark_config = cat.landmark_config
+            self.envelope_config = cat.envelope_config
             self.window_width = int(cat.manifest["window_width"])
             self.digest = cat.digest()
             seg_names = cat.segment_names()
             self.recordings: dict[int, Recording] = {r.rec_id: r for r in cat.recordings()}
         self._segments: list[_Segment] = []
         self._where: dict[int, tuple[int, int, int]] = {}  # rec_id -> (segment index, start, end)
+        self._where_env: dict[int, tuple[int, int, int]] = {}  # the same, in envelope frames
         for name in seg_names:
             d = self.root / "segments" / name
             try:
@@ -82,6 +86,11 @@ class CatalogueReader:
                     f"{d}: segment landmarks use parameters {m.get('landmark_params_id')}, "
                     f"the catalogue uses {self.landmark_config.params_id}"
                 )
+            if m.get("envelope_params_id") != self.envelope_config.params_id:
+                raise ParamsMismatchError(
+                    f"{d}: segment envelopes use parameters {m.get('envelope_params_id')}, "
+                    f"the catalogue uses {self.envelope_config.params_id}"
+                )
             if int(m.get("window_width", -1)) != self.window_width:
                 raise ParamsMismatchError(f"{d}: window width {m.get('window_width')} != {self.window_width}")
             def load(file: str, mapped: bool = True, d: Path = d) -> np.ndarray:
@@ -98,16 +107,21 @@ class CatalogueReader:
                 landmarks=Postings(  # stored sorted: no build step
                     keys=load("lm_keys.npy"),
                     columns={c: load(f"lm_{c}.npy") for c in ("rec", "t1", "p1", "span")}),
+                env=load("env.npy"),
+                env_starts=load("env_starts.npy", mapped=False),
             )
             si = len(self._segments)
             self._segments.append(seg)
             for j, rid in enumerate(seg.rec_ids):
                 self._where[int(rid)] = (si, int(seg.rec_starts[j]), int(seg.rec_starts[j + 1]))
+                self._where_env[int(rid)] = (si, int(seg.env_starts[j]), int(seg.env_starts[j + 1]))
         self._live = np.array(sorted(self.recordings), dtype=np.int64)
         self._live_mask = np.zeros(int(max(self._where, default=0)) + 1, bool)
         self._live_mask[self._live[self._live < len(self._live_mask)]] = True
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
         self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
+        self.envelope_frames_live = sum(b - a for rid, (_, a, b) in self._where_env.items()
+                                        if rid in self.recordings)
 
     def recording_duration(self, rec_id: int) -> float:
         return float(self.recordings[int(rec_id)].duration_s)
@@ -189,6 +203,11 @@ class CatalogueReader:
         t1, p1, span = (np.asarray(lm.columns[c][rows], dtype=np.float64) for c in ("t1", "p1", "span"))
         return Triplets(key=np.asarray(lm.keys[rows]), anchor=np.arange(len(rows), dtype=np.int64),
                         t1=t1, p1=p1, span=span)
+
+    def envelope(self, rec_id: int) -> np.ndarray:
+        """The spectral envelope (uint8 frames x bands) of one recording, as a read-only view."""
+        si, a, b = self._where_env[int(rec_id)]
+        return self._segments[si].env[a:b]
 
     def ref(self, rec_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes (uint32) and active mask (bool) of one recording, as read-only views."""

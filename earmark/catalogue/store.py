@@ -16,6 +16,8 @@ Layout of a catalogue directory::
         lm_rec.npy           int32 recording id of each posting
         lm_t1.npy, lm_p1.npy, lm_span.npy
                              float32 anchor time (s), anchor pitch (semitones), triplet span (s)
+        env.npy              uint8 spectral envelopes (frames x bands) of every recording, concatenated
+        env_starts.npy       int64 offsets of each recording in env.npy (n_recordings + 1)
 
 Growth is incremental: each `add` writes a new segment and commits its rows in one SQLite
 transaction (the commit point: a segment not recorded in SQLite is ignored). Removal marks the
@@ -42,7 +44,7 @@ from earmark.catalogue.licences import Licence
 from earmark.catalogue.metadata import CORE_FIELDS, RecordingSpec
 from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
 from earmark.fileio import atomic_write_text, sha256_file, utc_now
-from earmark.fingerprint import chromaprint, landmarks
+from earmark.fingerprint import chromaprint, envelope, landmarks
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.index import FaissBinaryIndex, pack_windows, window_ok
@@ -52,7 +54,7 @@ from earmark.parallel import imap_unordered
 log = logging.getLogger(__name__)
 
 CATALOGUE_FORMAT = "earmark-catalogue"
-CATALOGUE_VERSION = 2
+CATALOGUE_VERSION = 3
 #: Landmark keys holding more postings than this (or than the segment's 99.9th percentile of
 #: posting-list lengths, whichever is larger) are stop-listed: they say little and cost much.
 LANDMARK_KEY_CAP = 40
@@ -173,16 +175,18 @@ class _Fingerprinted:
     size: int = 0
     fingerprint: Fingerprint | None = None
     triplets: landmarks.Triplets | None = None
+    envelope: np.ndarray | None = None
     error: str = ""
 
 
 def _fingerprint_spec(
-    args: tuple[RecordingSpec, chromaprint.ChromaprintConfig, landmarks.LandmarkConfig]
+    args: tuple[RecordingSpec, chromaprint.ChromaprintConfig, landmarks.LandmarkConfig,
+                envelope.EnvelopeConfig],
 ) -> _Fingerprinted:
-    spec, config, lm = args
+    spec, config, lm, env = args
     try:
         digest, size = sha256_file(spec.path)
-        fa = fingerprint_source(spec.path, config, name=str(spec.path), peaks=lm.peaks)
+        fa = fingerprint_source(spec.path, config, name=str(spec.path), peaks=lm.peaks, envelope=env)
     except DecodeError as e:
         return _Fingerprinted(spec, error=f"{e.kind}: {e.reason}")
     except OSError as e:
@@ -191,7 +195,8 @@ def _fingerprint_spec(
         secs = fa.fingerprint.duration
         return _Fingerprinted(spec, error=f"too short or silent to fingerprint ({secs:.1f} s)")
     trips = landmarks.triplets(fa.peaks, lm.triplets)  # type: ignore[arg-type]
-    return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint, triplets=trips)
+    return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint, triplets=trips,
+                          envelope=fa.envelope)
 
 
 def stop_listed(keys: np.ndarray) -> np.ndarray:
@@ -207,10 +212,12 @@ class Catalogue:
     """A catalogue directory. Open (or create) with :meth:`open`."""
 
     def __init__(self, root: Path, config: chromaprint.ChromaprintConfig, manifest: dict,
-                 landmark_config: landmarks.LandmarkConfig | None = None):
+                 landmark_config: landmarks.LandmarkConfig | None = None,
+                 envelope_config: envelope.EnvelopeConfig | None = None):
         self.root = root
         self.config = config
         self.landmark_config = landmark_config or landmarks.LandmarkConfig()
+        self.envelope_config = envelope_config or envelope.EnvelopeConfig()
         self.manifest = manifest
         self._db = sqlite3.connect(root / "catalogue.sqlite", isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -242,6 +249,7 @@ class Catalogue:
                 raise CatalogueError(f"{root}: exists, is not empty and is not a catalogue")
             cfg = config or chromaprint.ChromaprintConfig()
             lmc = landmarks.LandmarkConfig()
+            envc = envelope.EnvelopeConfig()
             root.mkdir(parents=True, exist_ok=True)
             (root / "segments").mkdir(exist_ok=True)
             manifest = {
@@ -252,12 +260,13 @@ class Catalogue:
                     chromaprint.FAMILY: {"params_id": cfg.params_id, "config": asdict(cfg)},
                     landmarks.FAMILY: {"params_id": lmc.params_id, "config": asdict(lmc),
                                        "key_cap": LANDMARK_KEY_CAP},
+                    envelope.FAMILY: {"params_id": envc.params_id, "config": asdict(envc)},
                 },
                 "window_width": WINDOW_WIDTH,
                 "created_at": utc_now(),
                 "created_by": f"earmark {__version__}",
             }
-            cat = cls(root, cfg, manifest, lmc)
+            cat = cls(root, cfg, manifest, lmc, envc)
             cat._db.executescript(_SCHEMA)
             cat._write_manifest()
             return cat
@@ -294,9 +303,19 @@ class Catalogue:
                 f"{root}: catalogue was made with landmark parameters {lfam.get('params_id')}, which this "
                 f"earmark version computes as {lmc.params_id}; re-register the catalogue"
             )
+        efam = manifest["families"].get(envelope.FAMILY, {})
+        try:
+            envc = envelope.EnvelopeConfig(**efam["config"])
+        except (KeyError, TypeError) as e:
+            raise CatalogueError(f"{root}: envelope parameters missing or unreadable: {e}") from e
+        if envc.params_id != efam.get("params_id"):
+            raise ParamsMismatchError(
+                f"{root}: catalogue was made with envelope parameters {efam.get('params_id')}, which this "
+                f"earmark version computes as {envc.params_id}; re-register the catalogue"
+            )
         if not (root / "catalogue.sqlite").exists():
             raise CatalogueError(f"{root}: catalogue.sqlite is missing")
-        return cls(root, stored, manifest, lmc)
+        return cls(root, stored, manifest, lmc, envc)
 
     def close(self) -> None:
         self._db.close()
@@ -392,7 +411,7 @@ class Catalogue:
             if s.track_id in live_tid:
                 note(AddOutcome(s.track_id, str(s.path), "duplicate", "track_id already registered"))
             else:
-                todo.append((s, self.config, self.landmark_config))
+                todo.append((s, self.config, self.landmark_config, self.envelope_config))
         batch_sha: dict[str, str] = {}
         for fp in imap_unordered(_fingerprint_spec, todo, workers=workers):
             s = fp.spec
@@ -451,6 +470,10 @@ class Catalogue:
         _save_npy(tmp / "lm_keys.npy", postings.keys)
         for col, arr in postings.columns.items():
             _save_npy(tmp / f"lm_{col}.npy", arr)
+        envs = [f.envelope for f in items]
+        env_starts = np.concatenate([[0], np.cumsum([len(e) for e in envs])]).astype(np.int64)  # type: ignore[arg-type]
+        _save_npy(tmp / "env.npy", np.concatenate(envs).astype(np.uint8))  # type: ignore[arg-type]
+        _save_npy(tmp / "env_starts.npy", env_starts)
         files = {p.name: sha256_file(p)[0] for p in sorted(tmp.iterdir())}
         seg_manifest = {
             "format": SEGMENT_FORMAT,
@@ -464,6 +487,8 @@ class Catalogue:
             "landmark_params_id": self.landmark_config.params_id,
             "n_postings": len(postings),
             "n_stop_listed": int(common.sum()),
+            "envelope_params_id": self.envelope_config.params_id,
+            "n_envelope_frames": int(env_starts[-1]),
             "files": files,
         }
         text = json.dumps(seg_manifest, indent=1, sort_keys=True)

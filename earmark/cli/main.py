@@ -21,6 +21,7 @@ import click
 from earmark import __version__
 from earmark.errors import EarmarkError
 from earmark.match.chromaprint import MatchConfig
+from earmark.match.envelope import EnvelopeMatchConfig
 from earmark.match.landmarks import HoughConfig
 
 EXIT_OK, EXIT_FOUND, EXIT_FAILED = 0, 1, 2
@@ -241,10 +242,15 @@ def format_summary(s: dict) -> str:
               help="...or at most this when the alignment keeps the recording's timing (untransformed "
               "or pitch-shifted) and covers at least half the item "
               f"(default {HoughConfig().copy_fmp:g}).")
+@click.option("--envelope-max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
+              help="Report a whole item that neither family places, but whose spectral envelope "
+              "follows a recording's (a copy in a reverberant room), when its false-match "
+              f"probability is at most this (default {EnvelopeMatchConfig().max_fmp:g}).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
          engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None,
-         landmark_max_fmp: float | None, landmark_copy_fmp: float | None) -> None:
+         landmark_max_fmp: float | None, landmark_copy_fmp: float | None,
+         envelope_max_fmp: float | None) -> None:
     """Scan DATASET for catalogue recordings.
 
     DATASET is a folder (recursive), an audio file, a zip, a tar / WebDataset shard or a brace
@@ -268,6 +274,8 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
         settings = replace(settings, landmarks=replace(settings.landmarks, max_fmp=landmark_max_fmp))
     if landmark_copy_fmp is not None:
         settings = replace(settings, landmarks=replace(settings.landmarks, copy_fmp=landmark_copy_fmp))
+    if envelope_max_fmp is not None:
+        settings = replace(settings, envelope=replace(settings.envelope, max_fmp=envelope_max_fmp))
     bar = Progress("scanning")
     found = [0]
 

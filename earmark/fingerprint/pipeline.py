@@ -11,6 +11,7 @@ from earmark.audio import AudioSource, StreamInfo, open_stream
 from earmark.errors import ParameterError
 from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import Fingerprint
+from earmark.fingerprint.envelope import EnvelopeConfig, EnvelopeStream, extract_envelope
 from earmark.fingerprint.peaks import PeakConfig, Peaks, PeakStream, extract_peaks
 
 
@@ -23,27 +24,33 @@ class FingerprintedAudio:
     peak: float  # largest absolute sample value
     rms_dbfs: float  # loudness of the whole input
     peaks: Peaks | None = None  # spectral peaks for the landmark family, when asked for
+    envelope: np.ndarray | None = None  # spectral envelope (uint8 frames x bands), when asked for
 
 
 def fingerprint_source(
     source: AudioSource, config: chromaprint.ChromaprintConfig, *, name: str | None = None,
-    peaks: PeakConfig | None = None,
+    peaks: PeakConfig | None = None, envelope: EnvelopeConfig | None = None,
 ) -> FingerprintedAudio:
     """Decode ``source`` to 11025 Hz mono and compute its Chromaprint fingerprint, block by block,
-    and with ``peaks`` also its spectral peaks for the landmark family (same decode, same blocks).
+    with ``peaks`` also its spectral peaks for the landmark family and with ``envelope`` its spectral
+    envelope (same decode, same blocks).
 
     Raises the typed decode errors of :func:`earmark.audio.open_stream`.
     """
     stats = {"peak": 0.0, "sumsq": 0.0, "n": 0}
-    if peaks is not None and peaks.sample_rate != config.sample_rate:
-        raise ParameterError(
-            f"peak rate {peaks.sample_rate} differs from the fingerprint rate {config.sample_rate}")
+    for other in (peaks, envelope):
+        if other is not None and other.sample_rate != config.sample_rate:
+            raise ParameterError(
+                f"analysis rate {other.sample_rate} differs from the fingerprint rate {config.sample_rate}")
     stream = PeakStream(peaks) if peaks is not None else None
+    env = EnvelopeStream(envelope) if envelope is not None else None
 
     def measured(blocks):
         for b in blocks:
             if stream is not None:
                 stream.feed(b)
+            if env is not None:
+                env.feed(b)
             if len(b):
                 stats["peak"] = max(stats["peak"], float(abs(b).max()))
                 stats["sumsq"] += float(np.square(b, dtype=np.float64).sum())
@@ -58,11 +65,13 @@ def fingerprint_source(
     rms = math.sqrt(stats["sumsq"] / stats["n"]) if stats["n"] else 0.0
     rms_dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
     return FingerprintedAudio(fingerprint=fp, info=info, peak=stats["peak"], rms_dbfs=rms_dbfs,
-                              peaks=stream.finish() if stream is not None else None)
+                              peaks=stream.finish() if stream is not None else None,
+                              envelope=env.finish() if env is not None else None)
 
 
 def fingerprint_samples(
-    samples: np.ndarray, sr: int, config: chromaprint.ChromaprintConfig, *, peaks: PeakConfig | None = None
+    samples: np.ndarray, sr: int, config: chromaprint.ChromaprintConfig, *, peaks: PeakConfig | None = None,
+    envelope: EnvelopeConfig | None = None,
 ) -> FingerprintedAudio:
     """Fingerprint audio that arrives already decoded (mono float32 at ``sr`` Hz), e.g. a Parquet
     ``{array, sampling_rate}`` cell. It is resampled to the fingerprinter's rate with soxr."""
@@ -82,4 +91,5 @@ def fingerprint_samples(
         peak=float(np.abs(x).max()) if len(x) else 0.0,
         rms_dbfs=20 * math.log10(rms) if rms > 0 else -math.inf,
         peaks=extract_peaks(x, peaks) if peaks is not None else None,
+        envelope=extract_envelope(x, envelope) if envelope is not None else None,
     )

@@ -271,6 +271,34 @@ def span_evidence(q: np.ndarray, r_codes: np.ndarray, ridx: np.ndarray) -> tuple
     return n_eff, min(marginal, local)
 
 
+def alignment_evidence(
+    fp: Fingerprint, r_codes: np.ndarray, r_active: np.ndarray, offset_s: float, null: NullModel,
+    *, search_items: int = 2,
+) -> tuple[float, float, float] | None:
+    """Chromaprint evidence of the whole item at one alignment (``offset_s``: recording seconds at
+    the item's start), at the best of the ``search_items`` diagonals either side.
+
+    Returns ``(ber, chance_ber, log10_tail)``, the tail being that of the bit error rate for one
+    alignment under the null model, against the span's own chance rate; None without evidence.
+    """
+    d0 = int(round(offset_s / fp.item_duration))
+    best = None
+    for diag in range(d0 - search_items, d0 + search_items + 1):
+        first, err, valid = diagonal_errors(fp.codes, fp.active, r_codes, r_active, diag)
+        n = int(valid.sum())
+        if n == 0:
+            continue
+        ber = float(err[valid].sum()) / (32 * n)
+        if best is None or ber < best[0]:
+            best = (ber, diag, first, valid)
+    if best is None:
+        return None
+    ber, diag, first, valid = best
+    qi = first + np.flatnonzero(valid)
+    n_eff, chance = span_evidence(np.asarray(fp.codes)[qi], r_codes, qi + diag)
+    return ber, chance, null.log10_tail(ber, n_eff, mu=chance)
+
+
 def _overlap(a: Span, b: Span) -> float:
     inter = min(a.end, b.end) - max(a.start, b.start)
     return max(0, inter) / max(1, min(a.end - a.start, b.end - b.start))
@@ -364,8 +392,12 @@ def match_fingerprint(
     reader: CatalogueReader,
     config: MatchConfig | None = None,
     null: NullModel | None = None,
+    *,
+    candidates: list[tuple[int, int, int]] | None = None,
 ) -> list[Match]:
     """Every catalogue recording found in ``fp``, strongest first, at most one per query stretch.
+
+    ``candidates`` are :func:`candidate_diagonals`' (computed here when not given).
 
     Raises
     ------
@@ -379,7 +411,9 @@ def match_fingerprint(
             f"fingerprint parameters {fp.params_id} differ from the catalogue's {reader.params_id}"
         )
     spans: list[Span] = []
-    for rec_id, diag, _votes in candidate_diagonals(fp, reader, config):
+    if candidates is None:
+        candidates = candidate_diagonals(fp, reader, config)
+    for rec_id, diag, _votes in candidates:
         r_codes, r_active = reader.ref(rec_id)
         spans += verify_diagonal(fp, r_codes, r_active, rec_id, diag, config, null,
                                  catalogue_items=reader.n_items_live)

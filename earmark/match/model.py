@@ -39,7 +39,8 @@ class Match:
     family : str
         Which fingerprint families found this alignment: ``chromaprint``, ``landmark`` or
         ``chromaprint+landmark`` (evidence of both is reported; ``fmp`` is the smaller of the two,
-        doubled for having looked twice).
+        doubled for having looked twice), or ``envelope`` (a whole-item copy only the spectral
+        envelope verifier confirms, e.g. in a reverberant room).
     time_factor : float
         Recording seconds per item second (1.2: the item is a copy sped up by 20 %).
     pitch_st : float
@@ -50,6 +51,10 @@ class Match:
     anchors, hits : int
         Landmark evidence: distinct item peaks anchoring triplets that agree with the alignment,
         and the agreeing triplet hits (0 when only Chromaprint found the match).
+    envelope_r : float or None
+        Envelope evidence (family ``envelope``): correlation of the item's and the recording's
+        centred spectral envelopes over the whole item; ``n_distinct`` then holds the effective
+        number of independent cells the null model counts, ``n_items`` the compared frames.
     """
 
     track_id: str
@@ -71,6 +76,7 @@ class Match:
     transform: str = "none"
     anchors: int = 0
     hits: int = 0
+    envelope_r: float | None = None
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:

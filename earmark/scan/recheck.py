@@ -26,6 +26,7 @@ from earmark.errors import DecodeError, ScanError
 from earmark.fileio import sha256_file
 from earmark.fingerprint.landmarks import Triplets, triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
+from earmark.match import envelope as env_match
 from earmark.match import landmarks as lm_match
 from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
 from earmark.match.model import NullModel
@@ -72,6 +73,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
         match=MatchConfig(**s.get("match", {})),
         null=NullModel(**s.get("null", {})),
         landmarks=lm_match.HoughConfig(**s.get("landmarks", {})),
+        envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 SCAN_FORMAT = "earmark-scan"
 SCAN_VERSION = 1
 #: Manifest fields that must be equal for a scan to be resumed.
-RESUME_KEYS = ("source", "catalogue_digest", "params_id", "landmark_params_id", "settings", "format_version")
+RESUME_KEYS = ("source", "catalogue_digest", "params_id", "landmark_params_id", "envelope_params_id",
+               "settings", "format_version")
 
 
 @dataclass
@@ -124,6 +125,7 @@ def scan_manifest(
         "catalogue_recordings": reader.n_recordings,
         "params_id": reader.params_id,
         "landmark_params_id": reader.landmark_config.params_id,
+        "envelope_params_id": reader.envelope_config.params_id,
         "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
         "workers": workers,
         "engine": engine,

@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
+from earmark.match import envelope as env_match
 from earmark.match import landmarks as lm_match
-from earmark.match.chromaprint import ITEM_SPAN_S, MatchConfig, match_fingerprint
+from earmark.match.chromaprint import (
+    ITEM_SPAN_S,
+    MatchConfig,
+    alignment_evidence,
+    candidate_diagonals,
+    match_fingerprint,
+)
 from earmark.match.combine import combine
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
@@ -32,6 +39,7 @@ class ScanSettings:
     match: MatchConfig = field(default_factory=MatchConfig)
     null: NullModel = field(default_factory=NullModel)
     landmarks: lm_match.HoughConfig = field(default_factory=lm_match.HoughConfig)
+    envelope: env_match.EnvelopeMatchConfig = field(default_factory=env_match.EnvelopeMatchConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -103,10 +111,12 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     try:
         qpeaks = reader.landmark_config.query_peaks
         if item.samples is not None:
-            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks)
+            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks,
+                                    envelope=reader.envelope_config)
         else:
             src = item.data if item.data is not None else item.path
-            fa = fingerprint_source(src, reader.config, name=item.id, peaks=qpeaks)  # type: ignore[arg-type]
+            fa = fingerprint_source(src, reader.config, name=item.id, peaks=qpeaks,  # type: ignore[arg-type]
+                                    envelope=reader.envelope_config)
     except DecodeError as e:
         return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
     except (EarmarkError, MemoryError) as e:
@@ -124,11 +134,20 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     if fp.n_active == 0 and fp.duration >= (need - 1) * fp.item_duration + ITEM_SPAN_S:
         why = f"too little sound: nothing above {reader.config.silence_dbfs:.0f} dBFS"
         return ItemResult(status="no_signal", reason=why, **common)
-    chroma = match_fingerprint(fp, reader, settings.match, settings.null) if chroma_ok else []
+    cands = candidate_diagonals(fp, reader, settings.match) if chroma_ok else []
+    chroma = (match_fingerprint(fp, reader, settings.match, settings.null, candidates=cands)
+              if chroma_ok else [])
     lmc = reader.landmark_config
     hc = settings.landmarks
     lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
                                max_fmp=hc.search_fmp)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
+    if not matches and cands and fa.envelope is not None:
+        # neither family placed anything: is the whole item a copy too smeared for both (a room)?
+        proposals = [(rec, diag * fp.item_duration) for rec, diag, _votes in cands]
+        matches = env_match.verify_alignments(
+            fa.envelope, fp.duration, proposals, reader.envelope, reader.recordings, reader.envelope_config,
+            settings.envelope, catalogue_frames=reader.envelope_frames_live,
+            corroborate=lambda rec, off: alignment_evidence(fp, *reader.ref(rec), off, settings.null))
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
