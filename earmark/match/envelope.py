@@ -176,8 +176,11 @@ def verify_alignments(
 
     ``ref_env(rec_id)`` returns the recording's stored envelope (uint8 codes);
     ``corroborate(rec_id, offset_s)`` the Chromaprint evidence ``(ber, chance_ber, log10_tail)`` of
-    the whole item at that alignment (see ``EnvelopeMatchConfig.corroborate_p``). One match per
-    recording at most, its best alignment; strongest first; only those at ``fmp <= max_fmp``.
+    the whole item at that alignment (see ``EnvelopeMatchConfig.corroborate_p``). Proposals of one
+    recording that are adjacent frames form one place, judged at its best offset. Every place that
+    passes both tests is a match; all but the strongest of a recording are alternatives (the
+    recording repeats the passage: the envelope cannot tell which place was copied). Strongest
+    first.
     """
     fs = env_config.frame_s
     nq = len(q_env)
@@ -192,46 +195,44 @@ def verify_alignments(
     out: list[Match] = []
     for rec_id in sorted(want):
         r_all = ref_env(rec_id)
-        best: tuple[float, int, int, int] | None = None
-        smeared: dict[tuple[int, int], np.ndarray] = {}
+        windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # offset -> centred (item, recording)
+        places: list[list[tuple[float, int]]] = []  # runs of adjacent offsets: (r, offset)
         for o in sorted(want[rec_id]):
             q0, q1 = max(0, -o), min(nq, len(r_all) - o)
             if q1 - q0 < max(config.min_frames, config.min_share * nq):
                 continue
             lo = o + q0
             lead = min(LEAD_FRAMES, lo)
-            key = (lo - lead, lo + q1 - q0)
-            if key not in smeared:
-                smeared[key] = smear(to_db(r_all[key[0]:key[1]], env_config), config.decay_s, fs)[lead:]
-            qc, rc = centre(q_db[q0:q1]), centre(smeared[key])
-            r = correlation(qc, rc)
-            if best is None or r > best[0]:
-                best = (r, o, q0, q1)
-        if best is None or best[0] <= 0:
-            continue
-        r, o, q0, q1 = best
-        qc = centre(q_db[q0:q1])
-        lo = o + q0
-        lead = min(LEAD_FRAMES, lo)
-        rc = centre(smeared[(lo - lead, lo + q1 - q0)])
-        n = effective_cells(qc, rc)
-        tail = log10_tail(r, n)
-        lf = log10_fmp(tail, catalogue_frames)
-        fmp = 10.0 ** lf
-        if fmp > config.max_fmp:
-            continue
-        chroma = corroborate(rec_id, (o * fs))
-        if chroma is None or chroma[2] > math.log10(config.corroborate_p):
-            continue
+            rw = smear(to_db(r_all[lo - lead:lo + q1 - q0], env_config), config.decay_s, fs)[lead:]
+            windows[o] = (centre(q_db[q0:q1]), centre(rw))
+            r = correlation(*windows[o])
+            if places and o - places[-1][-1][1] == 1:
+                places[-1].append((r, o))
+            else:
+                places.append([(r, o)])
+        found = []
+        for r, o in sorted((max(p) for p in places), reverse=True):
+            if r <= 0:
+                break
+            n = effective_cells(*windows[o])
+            lf = log10_fmp(log10_tail(r, n), catalogue_frames)
+            if 10.0 ** lf > config.max_fmp:
+                continue
+            chroma = corroborate(rec_id, o * fs)
+            if chroma is None or chroma[2] > math.log10(config.corroborate_p):
+                continue
+            found.append((lf, r, n, o, chroma))
         rec = recordings[rec_id]
-        q_end = min(duration, q1 * fs)
-        out.append(Match(
-            track_id=rec.track_id, rec_id=rec_id,
-            query_start=q0 * fs, query_end=q_end,
-            ref_start=lo * fs, ref_end=min(rec.duration_s, lo * fs + (q_end - q0 * fs)),
-            score=-lf, fmp=fmp, ber=chroma[0], chance_ber=chroma[1],
-            n_items=q1 - q0, n_distinct=int(round(n)), family="envelope",
-            envelope_r=round(r, 4)))
+        for k, (lf, r, n, o, chroma) in enumerate(sorted(found, key=lambda f: (f[0], -f[1]))):
+            q0, q1 = max(0, -o), min(nq, len(r_all) - o)
+            q_end = min(duration, q1 * fs)
+            out.append(Match(
+                track_id=rec.track_id, rec_id=rec_id,
+                query_start=q0 * fs, query_end=q_end,
+                ref_start=(o + q0) * fs, ref_end=min(rec.duration_s, (o + q0) * fs + (q_end - q0 * fs)),
+                score=-lf, fmp=10.0 ** lf, ber=chroma[0], chance_ber=chroma[1],
+                n_items=q1 - q0, n_distinct=int(round(n)), family="envelope",
+                envelope_r=round(r, 4), alternative=k > 0))
     out.sort(key=lambda m: (-m.score, m.rec_id))
     return out
 
