@@ -18,7 +18,9 @@ Null model. For independent audio, ``r`` is centred on 0 with variance ``sum_k r
 over all lags ``k`` in time and band (Bartlett's formula for the cross-correlation of two
 autocorrelated series), where ``rho`` are the two envelopes' own autocorrelations. So the evidence
 counts ``n_eff = N / sum_k rho_q(k) rho_r(k)`` independent cells, and the tail probability is that of
-Fisher's ``atanh(r) * sqrt(n_eff - 3)`` under a standard normal. The false-match probability
+Fisher's ``atanh(r) * sqrt(n_eff - 3)``, divided by ``INFLATION`` (measured: chance correlations
+between music spread wider than Bartlett's formula predicts), under a standard normal. The
+false-match probability
 multiplies it by every frame of the live catalogue (each a possible start, Bonferroni), which is
 the index size in this family's units. ``benchmarks/null_calibration.py`` compares this prediction
 with chance correlations observed on non-catalogue audio.
@@ -45,6 +47,13 @@ from earmark.match.model import Match
 
 #: Frames of the recording before the compared window that feed the decay (about a second).
 LEAD_FRAMES = 12
+#: A place of the recording whose own envelope correlates at least this well with a matched place may
+#: be a repeat of it (a loop, a varied chorus): it is judged as a place of its own even when the index
+#: did not propose it. Judging more places only adds alternatives: each must pass the same tests, and
+#: the false-match probability already counts every frame of the catalogue as a start.
+REPEAT_SELF_R = 0.5
+#: At most this many repeats of a matched place are judged.
+MAX_REPEATS = 16
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,12 @@ class EnvelopeMatchConfig:
         recordings share (same-artist recordings at one tempo); a copy keeps its harmony as well,
         even in a room (bit error rates 0.19-0.30 where chance is 0.37-0.45). The catalogue-wide
         false-match probability is the envelope's; this second test only removes matches.
+    repeat_ber_margin : float
+        Once a place of a recording passes, another place of it (proposed, or where the recording
+        repeats itself) is also reported, as an alternative, when its Chromaprint bits corroborate
+        and agree within this margin of the passing place's bit error rate: the envelope evidence of
+        two repeats of a passage can fall either side of the threshold while the harmony says they
+        are equally good places (the margin is the Chromaprint matcher's ``repeat_ber_margin``).
     min_share : float
         Share of the item's frames that must face the recording.
     min_frames : int
@@ -77,6 +92,7 @@ class EnvelopeMatchConfig:
     jitter_frames: int = 2
     decay_s: float = 0.06
     corroborate_p: float = 1e-3
+    repeat_ber_margin: float = 0.03
     min_share: float = 0.9
     min_frames: int = 24
 
@@ -139,11 +155,19 @@ def correlation(qc: np.ndarray, rc: np.ndarray) -> float:
     return float((qc * rc).sum()) / den if den > 0 else 0.0
 
 
-def log10_tail(r: float, n_eff: float) -> float:
+#: Spread of chance correlations relative to Bartlett's prediction. Music is not stationary, so the
+#: chance tail is heavier than the normal one: on the public benchmark's non-catalogue items,
+#: Chromaprint's candidate alignments reached a nominal 1e-4 about 36 times as often as predicted;
+#: dividing z by 1.5 brings predicted and observed counts within a factor of 3 from 1e-2 to 1e-5
+#: (``benchmarks/null_calibration.py``, docs/benchmarks.md).
+INFLATION = 1.5
+
+
+def log10_tail(r: float, n_eff: float, inflation: float = INFLATION) -> float:
     """log10 of the one-sided chance of a correlation at least ``r`` over ``n_eff`` cells."""
     if n_eff <= 3:
         return 0.0
-    z = math.atanh(min(max(r, -0.999999), 0.999999)) * math.sqrt(n_eff - 3)
+    z = math.atanh(min(max(r, -0.999999), 0.999999)) * math.sqrt(n_eff - 3) / inflation
     return float(log_ndtr(-z)) / math.log(10)
 
 
@@ -155,9 +179,134 @@ def evidence(q_db: np.ndarray, r_db: np.ndarray) -> Evidence:
     return Evidence(r=r, n_eff=n, log10_tail=log10_tail(r, n))
 
 
+def sliding_correlation(template: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Correlation of the centred ``template`` (frames x bands) with every equally long window of
+    ``series``, each window centred as :func:`centre` does; index ``o`` is the window starting at
+    frame ``o``."""
+    t = centre(template)
+    n, nb = t.shape
+    x = np.asarray(series, dtype=np.float64)
+    x = x - x.mean(axis=1, keepdims=True)  # the per-frame part of centre() does not depend on the window
+    m = len(x) - n + 1
+    if m <= 0:
+        return np.zeros(0)
+    num = np.zeros(m)
+    for b in range(nb):
+        num += np.correlate(x[:, b], t[:, b], mode="valid")
+    k = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    kk = float(k @ k)
+    g = np.arange(len(x), dtype=np.float64)[:, None]
+
+    def window_sums(a: np.ndarray) -> np.ndarray:
+        c = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(a, axis=0)])
+        return c[n:] - c[:-n]
+
+    s0, s2, sg = window_sums(x), window_sums(x * x), window_sums(x * g)
+    o = np.arange(m, dtype=np.float64)[:, None]
+    st = sg - s0 * (o + (n - 1) / 2.0)  # sum over the window of x * (frame - window centre)
+    var = (s2 - s0 ** 2 / n - (st ** 2 / kk if kk > 0 else 0.0)).sum(axis=1)
+    den = math.sqrt(float((t * t).sum())) * np.sqrt(np.maximum(var, 1e-12))
+    return num / den
+
+
+def self_repeats(env_db: np.ndarray, start: int, length: int, *, min_gap: int) -> list[int]:
+    """Starts of the places of a recording (dB envelope) that repeat ``env_db[start:start+length]``:
+    local maxima of their correlation with it at least ``REPEAT_SELF_R``, at least ``min_gap``
+    frames from it and from each other, the strongest ``MAX_REPEATS``."""
+    if start < 0 or start + length > len(env_db):
+        return []
+    c = sliding_correlation(env_db[start:start + length], env_db)
+    cand = np.flatnonzero(c >= REPEAT_SELF_R)
+    out: list[int] = []
+    for o in cand[np.argsort(-c[cand], kind="stable")]:
+        if abs(int(o) - start) >= min_gap and all(abs(int(o) - p) >= min_gap for p in out):
+            out.append(int(o))
+        if len(out) >= MAX_REPEATS:
+            break
+    return sorted(out)
+
+
 def log10_fmp(tail: float, catalogue_frames: int) -> float:
     """Bonferroni over every frame of the catalogue as a start (<= 0)."""
     return min(0.0, tail + math.log10(max(1, catalogue_frames)))
+
+
+def _places(
+    rec_id: int,
+    r_all: np.ndarray,
+    offsets: list[int],
+    q_db: np.ndarray,
+    env_config: EnvelopeConfig,
+    config: EnvelopeMatchConfig,
+    catalogue_frames: int,
+    corroborate: Callable[[int, float], tuple[float, float, float] | None],
+) -> list[tuple[float, float, float, int, tuple[float, float, float]]]:
+    """The places of one recording that pass both tests: ``(log10 fmp, r, n_eff, offset, chroma)``."""
+    fs = env_config.frame_s
+    nq = len(q_db)
+    windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # offset -> centred (item, recording)
+
+    def place_r(o: int) -> float | None:
+        """Correlation at offset ``o`` (None where too little of the item faces the recording)."""
+        q0, q1 = max(0, -o), min(nq, len(r_all) - o)
+        if q1 - q0 < max(config.min_frames, config.min_share * nq):
+            return None
+        lo = o + q0
+        lead = min(LEAD_FRAMES, lo)
+        rw = smear(to_db(r_all[lo - lead:lo + q1 - q0], env_config), config.decay_s, fs)[lead:]
+        windows[o] = (centre(q_db[q0:q1]), centre(rw))
+        return correlation(*windows[o])
+
+    def judge(places: list[tuple[float, int]]) -> list[tuple[float, float, float, int, tuple]]:
+        passed = []
+        for r, o in sorted(places, reverse=True):
+            if r <= 0:
+                break
+            n = effective_cells(*windows[o])
+            lf = log10_fmp(log10_tail(r, n), catalogue_frames)
+            if 10.0 ** lf > config.max_fmp:
+                continue
+            chroma = corroborate(rec_id, o * fs)
+            if chroma is None or chroma[2] > math.log10(config.corroborate_p):
+                continue
+            passed.append((lf, r, n, o, chroma))
+        return passed
+
+    runs: list[list[tuple[float, int]]] = []  # adjacent offsets form one place: (r, offset)
+    for o in offsets:
+        r = place_r(o)
+        if r is None:
+            continue
+        if runs and o - runs[-1][-1][1] == 1:
+            runs[-1].append((r, o))
+        else:
+            runs.append([(r, o)])
+    tried = [max(run) for run in runs]
+    found = judge(tried)
+    if found:
+        best = min(found)[3]
+        gap = 2 * config.jitter_frames + 1
+        near = {o for run in runs for _, o in run}
+        extra = []
+        q0, q1 = max(0, -best), min(nq, len(r_all) - best)
+        for start in self_repeats(to_db(r_all, env_config), best + q0, q1 - q0, min_gap=gap):
+            o = start - q0  # the offset that puts the item's first faced frame at the repeat
+            if all(abs(o - p) >= gap for p in near):
+                r = place_r(o)
+                if r is not None:
+                    extra.append((r, o))
+        found += judge(extra)
+        best_ber = min(found)[4][0]
+        passed = {f[3] for f in found}
+        for r, o in tried + extra:  # places the envelope alone leaves below its threshold
+            if o in passed or r <= 0:
+                continue
+            chroma = corroborate(rec_id, o * fs)
+            if (chroma is not None and chroma[2] <= math.log10(config.corroborate_p)
+                    and chroma[0] <= best_ber + config.repeat_ber_margin):
+                n = effective_cells(*windows[o])
+                found.append((log10_fmp(log10_tail(r, n), catalogue_frames), r, n, o, chroma))
+    return found
 
 
 def verify_alignments(
@@ -177,10 +326,12 @@ def verify_alignments(
     ``ref_env(rec_id)`` returns the recording's stored envelope (uint8 codes);
     ``corroborate(rec_id, offset_s)`` the Chromaprint evidence ``(ber, chance_ber, log10_tail)`` of
     the whole item at that alignment (see ``EnvelopeMatchConfig.corroborate_p``). Proposals of one
-    recording that are adjacent frames form one place, judged at its best offset. Every place that
-    passes both tests is a match; all but the strongest of a recording are alternatives (the
-    recording repeats the passage: the envelope cannot tell which place was copied). Strongest
-    first.
+    recording that are adjacent frames form one place, judged at its best offset. When a place
+    passes, the places where the recording repeats it (:func:`self_repeats`) are judged too, proposed
+    or not. Every place that passes both tests is a match; all but the strongest of a recording are
+    alternatives (the recording repeats the passage: the envelope cannot tell which place was copied),
+    and so are places whose Chromaprint agreement is as good (``repeat_ber_margin``) although their
+    envelope evidence alone would not pass. Strongest first.
     """
     fs = env_config.frame_s
     nq = len(q_env)
@@ -195,33 +346,8 @@ def verify_alignments(
     out: list[Match] = []
     for rec_id in sorted(want):
         r_all = ref_env(rec_id)
-        windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # offset -> centred (item, recording)
-        places: list[list[tuple[float, int]]] = []  # runs of adjacent offsets: (r, offset)
-        for o in sorted(want[rec_id]):
-            q0, q1 = max(0, -o), min(nq, len(r_all) - o)
-            if q1 - q0 < max(config.min_frames, config.min_share * nq):
-                continue
-            lo = o + q0
-            lead = min(LEAD_FRAMES, lo)
-            rw = smear(to_db(r_all[lo - lead:lo + q1 - q0], env_config), config.decay_s, fs)[lead:]
-            windows[o] = (centre(q_db[q0:q1]), centre(rw))
-            r = correlation(*windows[o])
-            if places and o - places[-1][-1][1] == 1:
-                places[-1].append((r, o))
-            else:
-                places.append([(r, o)])
-        found = []
-        for r, o in sorted((max(p) for p in places), reverse=True):
-            if r <= 0:
-                break
-            n = effective_cells(*windows[o])
-            lf = log10_fmp(log10_tail(r, n), catalogue_frames)
-            if 10.0 ** lf > config.max_fmp:
-                continue
-            chroma = corroborate(rec_id, o * fs)
-            if chroma is None or chroma[2] > math.log10(config.corroborate_p):
-                continue
-            found.append((lf, r, n, o, chroma))
+        found = _places(rec_id, r_all, sorted(want[rec_id]), q_db, env_config, config,
+                        catalogue_frames, corroborate)
         rec = recordings[rec_id]
         for k, (lf, r, n, o, chroma) in enumerate(sorted(found, key=lambda f: (f[0], -f[1]))):
             q0, q1 = max(0, -o), min(nq, len(r_all) - o)
@@ -238,4 +364,4 @@ def verify_alignments(
 
 
 __all__ = ["EnvelopeMatchConfig", "Evidence", "centre", "correlation", "effective_cells", "evidence",
-           "log10_fmp", "log10_tail", "smear", "verify_alignments"]
+           "log10_fmp", "log10_tail", "self_repeats", "sliding_correlation", "smear", "verify_alignments"]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from earmark.catalogue.licences import Licence
 from earmark.match.combine import RANK_CERTAIN_FMP
+from earmark.match.envelope import EnvelopeMatchConfig
 
 
 def merge_intervals(
@@ -33,8 +34,12 @@ def merge_intervals(
 #: A repeated passage's place is not known when an alternative place of the same recording, over the
 #: same stretch of the item, has at least this share of the best place's evidence: its score, or,
 #: where both are beyond ranking by probability (``RANK_CERTAIN_FMP``), its aligned anchors. The
-#: ranking of two places whose evidence differs by less than this is not a finding.
+#: ranking of two places whose evidence differs by less than this is not a finding. A whole-item
+#: envelope match's place is not known either when an alternative's Chromaprint bits agree as well,
+#: within the margin the matchers treat as equal (the coarse envelope ranks the repeats of a loop by
+#: small differences).
 AMBIGUOUS_EVIDENCE_RATIO = 0.9
+_ENVELOPE_BER_MARGIN = EnvelopeMatchConfig().repeat_ber_margin
 _CERTAIN_SCORE = -math.log10(RANK_CERTAIN_FMP)
 
 
@@ -107,6 +112,8 @@ def _near_equal_places(m: dict, alternatives: Sequence[dict]) -> list[dict]:
             close = x.get("anchors", 0) >= AMBIGUOUS_EVIDENCE_RATIO * m.get("anchors", 0)
         else:
             close = x["score"] >= AMBIGUOUS_EVIDENCE_RATIO * m["score"]
+        if m.get("family") == "envelope" and None not in (m.get("ber"), x.get("ber")):
+            close = close or x["ber"] <= m["ber"] + _ENVELOPE_BER_MARGIN  # the harmony agrees as well
         if shared > 0.5 * shorter and close:
             out.append(x)
     return out
@@ -241,6 +248,7 @@ def _match_ref(rec: dict, m: dict) -> dict:
         "ber": m.get("ber"),
         "family": m.get("family", "chromaprint"),
         "anchors": m.get("anchors", 0),
+        "envelope_r": m.get("envelope_r"),
         "time_factor": m.get("time_factor", 1.0),
         "pitch_st": m.get("pitch_st", 0.0),
     }

@@ -11,9 +11,16 @@ LIMITATIONS = (
     "A match shows presence in the dataset snapshot scanned, not use in training or memorisation by a model.",
     "earmark identifies the sound recording (the master). It does not detect covers, interpolations or "
     "compositions. Remasters and edits that share audio match each other.",
-    "Reverberant copies are mostly not found, and about a third of copies with speech or louder music "
-    "over them are missed; clipped, noisy, pitch-shifted, sped-up, slowed and time-stretched copies "
-    "mostly are found (see the recall table).",
+    "About a third of copies with speech or louder music over them are missed; clipped, noisy, "
+    "reverberant, pitch-shifted, sped-up, slowed and time-stretched copies mostly are found (see the "
+    "recall table).",
+    "A match found by the spectral envelope alone (family 'envelope') covers the whole item: it is "
+    "sought only where neither other family placed anything, at alignments the Chromaprint index "
+    "proposes and at the recording's own timing, and the Chromaprint bits must also agree beyond chance "
+    "there. It finds whole copies in reverberant rooms; a reverberant copy that fills only part of an "
+    "item, or that was also sped up or pitch-shifted, is not found by it. Its false-match probability "
+    "comes from a model calibrated on non-catalogue audio down to about 1e-4; smaller values are bounds "
+    "from the model.",
     "A match found by the spectral landmarks alone (family 'landmark') is reported at the chance level "
     "(1e-6 by default) only when it keeps the recording's timing (untransformed or pitch-shifted) and "
     "covers at least half of the item: the item is then the recording, degraded. Alignments at another "
@@ -47,16 +54,21 @@ def methods_section(manifest: dict, catalogue_stats: dict) -> dict:
     match = settings.get("match", {})
     null = settings.get("null", {})
     landmarks = settings.get("landmarks", {})
+    envelope = settings.get("envelope", {})
     return {
         "method": (
-            "Each item is decoded to 11025 Hz mono and searched with two fingerprint families. "
+            "Each item is decoded to 11025 Hz mono and searched with two fingerprint families; a third "
+            "verifies whole items neither family placed. "
             f"Chromaprint (libchromaprint {manifest.get('versions', {}).get('libchromaprint', '?')}): "
             "a 32-bit code every 0.124 s; candidate alignments are retrieved with an exact FAISS "
             "Hamming search over one-second windows and verified over the whole aligned span. "
             "Spectral landmarks: peaks on a log-frequency axis combined into triplets whose keys "
             "survive pitch, tempo and speed changes; votes over (recording, time factor, pitch shift, "
             "offset) give each alignment its factors and its evidence (distinct item peaks that "
-            "agree). An alignment both families find is reported once."
+            "agree). An alignment both families find is reported once. Spectral envelopes (24 mel "
+            "bands every 0.093 s) are compared over the whole item at the alignments the Chromaprint "
+            "index proposes, after smearing the recording with a short room decay: a copy in a "
+            "reverberant room keeps its envelope when its fine structure is lost."
         ),
         "decision": {
             "false-match probability at most (max_fmp)": match.get("max_fmp"),
@@ -71,12 +83,16 @@ def methods_section(manifest: dict, catalogue_stats: dict) -> dict:
             "landmark null model dispersion": landmarks.get("dispersion"),
             "landmark matches cover at least (s, share of the item)": [landmarks.get("min_span_s"),
                                                                       landmarks.get("min_span_fraction")],
+            "envelope-only whole items: false-match probability at most": envelope.get("max_fmp"),
+            "envelope-only whole items: Chromaprint agreement at the alignment, chance at most":
+                envelope.get("corroborate_p"),
         },
         "score": (
             "score = -log10(false-match probability): the probability that an alignment at least this "
             "strong arises by chance between this item and any registered recording, under a null model "
-            "of independent bits (Chromaprint) or of chance peak coincidences at the item's own rate "
-            "(landmarks), corrected for the number of alignments tried (docs/matching.md)."
+            "of independent bits (Chromaprint), of chance peak coincidences at the item's own rate "
+            "(landmarks) or of chance correlation between envelopes (envelope), corrected for the "
+            "number of alignments tried (docs/matching.md)."
         ),
         "parameters_id": manifest.get("params_id"),
         "landmark_parameters_id": manifest.get("landmark_params_id"),

@@ -12,13 +12,18 @@ computed again and aligned by the Hough search against that one recording alone 
 again from its audio, or taken from the registered postings), and the alignment -- the recording
 time at the item's start -- must agree within ``tolerance_s``; a match both families found passes
 when either route reproduces it.
+
+Matches only the envelope verifier found (family ``envelope``: whole items in a reverberant room)
+are re-checked by recomputing both envelopes and the Chromaprint corroboration at every offset
+within a second of the reported alignment (or at every offset of the recording when checking a
+recording the scan did not report), with the scan's thresholds.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from earmark.catalogue.reader import open_reader
@@ -28,7 +33,13 @@ from earmark.fingerprint.landmarks import Triplets, triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
 from earmark.match import landmarks as lm_match
-from earmark.match.chromaprint import MatchConfig, select_spans, spans_to_matches, verify_diagonal
+from earmark.match.chromaprint import (
+    MatchConfig,
+    alignment_evidence,
+    select_spans,
+    spans_to_matches,
+    verify_diagonal,
+)
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
 from earmark.sources import ItemData, Limits, Part, discover, iter_part
@@ -122,12 +133,15 @@ def verify_match(
                             "recorded: it has changed since the scan")
         return result
     qpeaks = reader.landmark_config.query_peaks
+    envc = reader.envelope_config
     try:
         if item.samples is not None:
-            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks)
+            fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks,
+                                     envelope=envc)
         else:
             src = item.data if item.data is not None else item.path
-            fa = fingerprint_source(src, reader.config, name=item_id, peaks=qpeaks)  # type: ignore[arg-type]
+            fa = fingerprint_source(src, reader.config, name=item_id, peaks=qpeaks,  # type: ignore[arg-type]
+                                    envelope=envc)
         fp = fa.fingerprint
     except DecodeError as e:
         raise ScanError(f"{item_id}: cannot be decoded: {e.reason}") from e
@@ -148,7 +162,7 @@ def verify_match(
         if audio.is_file() and sha256_file(audio)[0] == rec.sha256:
             try:
                 again = fingerprint_source(audio, reader.config, name=str(audio),
-                                           peaks=reader.landmark_config.peaks)
+                                           peaks=reader.landmark_config.peaks, envelope=envc)
                 result.notes.append(f"{tid}: registered audio re-decoded and re-fingerprinted "
                                     "(SHA-256 verified)")
             except DecodeError as e:
@@ -160,15 +174,21 @@ def verify_match(
         if again is not None:
             r_codes, r_active = again.fingerprint.codes, again.fingerprint.active
             r_trips = triplets(again.peaks, reader.landmark_config.triplets)  # type: ignore[arg-type]
+            r_env = again.envelope
         else:
             r_codes, r_active = reader.ref(rec.rec_id)
             r_trips = reader.landmark_postings(rec.rec_id)
+            r_env = reader.envelope(rec.rec_id)
         spans = []
         for diag in range(-(len(fp) - 1), len(r_codes)):  # every offset: no index involved
             spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
                                      catalogue_items=reader.n_items_live)
         found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
         found += _landmark_alignments(fa.peaks, fp.duration, r_trips, rec, reader, settings)
+        near_s = [m["ref_start"] - m["query_start"] for m in wanted
+                  if m["track_id"] == tid and m.get("family") == "envelope"]
+        if near_s or wanted[0]["query_start"] is None:
+            found += _envelope_alignments(fa, r_codes, r_active, r_env, rec, reader, settings, near_s)
         for m in (x for x in wanted if x["track_id"] == tid):
             if m["query_start"] is None:
                 near = found
@@ -190,6 +210,10 @@ def _reproduces(found: object, reported: dict, tolerance_s: float) -> bool:
     """Chromaprint alignments must reproduce the reported start times; landmark alignments (whose
     span edges are quantiles of their evidence) the recording time at the item's start."""
     f = found
+    if f.family == "envelope" or reported.get("family") == "envelope":  # type: ignore[attr-defined]
+        return (f.family == reported.get("family")  # type: ignore[attr-defined]
+                and abs(f.ref_start - f.query_start - (reported["ref_start"] - reported["query_start"]))  # type: ignore[attr-defined]
+                <= tolerance_s)
     if f.family == "chromaprint":  # type: ignore[attr-defined]
         return (reported.get("family", "chromaprint") != "landmark"
                 and abs(f.query_start - reported["query_start"]) <= tolerance_s  # type: ignore[attr-defined]
@@ -212,6 +236,27 @@ def _landmark_alignments(peaks: object, duration: float, r_trips: Triplets, rec:
     hc = settings.landmarks
     return lm_match.match_peaks(peaks, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
                                 max_fmp=hc.search_fmp)
+
+
+def _envelope_alignments(fa: object, r_codes: object, r_active: object, r_env: object, rec: object,
+                         reader: object, settings: ScanSettings, near_s: list[float]) -> list:
+    """Envelope alignments of the whole item with one recording: every frame offset within a second
+    of each reported alignment, or of the whole recording when ``near_s`` is empty (no index)."""
+    ec = reader.envelope_config  # type: ignore[attr-defined]
+    fp = fa.fingerprint  # type: ignore[attr-defined]
+    n_ref = len(r_env)  # type: ignore[arg-type]
+    if near_s:
+        reach = int(round(1.0 / ec.frame_s))
+        offsets = sorted({o for s in near_s for o in range(int(round(s / ec.frame_s)) - reach,
+                                                             int(round(s / ec.frame_s)) + reach + 1)})
+    else:
+        offsets = list(range(-len(fa.envelope) + 1, n_ref))  # type: ignore[attr-defined]
+    proposals = [(rec.rec_id, o * ec.frame_s) for o in offsets]  # type: ignore[attr-defined]
+    config = replace(settings.envelope, jitter_frames=0)
+    return env_match.verify_alignments(
+        fa.envelope, fp.duration, proposals, lambda _rid: r_env, {rec.rec_id: rec},  # type: ignore[attr-defined]
+        ec, config, catalogue_frames=reader.envelope_frames_live,  # type: ignore[attr-defined]
+        corroborate=lambda _rid, off: alignment_evidence(fp, r_codes, r_active, off, settings.null))
 
 
 __all__ = ["MatchCheck", "RecheckResult", "find_item", "verify_match"]
