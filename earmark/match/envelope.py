@@ -150,9 +150,16 @@ def effective_cells(qc: np.ndarray, rc: np.ndarray) -> float:
     return float(min(qc.size, qc.size / denom)) if denom > 0 else 1.0
 
 
+#: Centred envelopes with less energy than this per cell (dB squared) are flat: a steady sound, which
+#: carries no evidence (their correlation would only rescale round-off).
+FLAT_DB2 = 1e-6
+
+
 def correlation(qc: np.ndarray, rc: np.ndarray) -> float:
-    den = math.sqrt(float((qc * qc).sum()) * float((rc * rc).sum()))
-    return float((qc * rc).sum()) / den if den > 0 else 0.0
+    qq, rr = float((qc * qc).sum()), float((rc * rc).sum())
+    if min(qq, rr) <= FLAT_DB2 * qc.size:
+        return 0.0
+    return float((qc * rc).sum()) / math.sqrt(qq * rr)
 
 
 #: Spread of chance correlations relative to Bartlett's prediction. Music is not stationary, so the

@@ -8,7 +8,7 @@ passage the recording repeats, matched about equally well at several places, is 
 ``ambiguous_places`` rather than as a covered interval, and is not checked).
 Issue 5's target: every recording within 5 percentage points, nothing more than 1 s outside.
 
-Usage: coverage.py BENCH_DIR SCAN_DIR CATALOGUE
+Usage: coverage_check.py BENCH_DIR SCAN_DIR CATALOGUE
 """
 
 from __future__ import annotations
