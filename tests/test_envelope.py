@@ -280,7 +280,10 @@ def _plain_centre(db: np.ndarray) -> np.ndarray:
 
 
 def _exhaustive(q_env, ref_env, proposals, config) -> tuple[int, float, int]:
-    """(offset in frames, r, first compared item frame) of the best-correlated offset of the window."""
+    """(offset in frames, r, first compared item frame) of the best-correlated offset of the window,
+    over the frames whose window lies inside the signal (the last two reach into zero padding)."""
+    pad = -(-CFG.n_fft // CFG.hop)
+    q_env, ref_env = q_env[: len(q_env) - pad], ref_env[: len(ref_env) - pad]
     q_db = CFG.floor_db + CFG.step_db * q_env.astype(float)
     r_db_all = CFG.floor_db + CFG.step_db * ref_env.astype(float)
     nq = len(q_env)
@@ -329,7 +332,7 @@ def test_verifier_chooses_the_offset_and_r_of_an_exhaustive_search(prefix_s, nud
     assert m.query_start == pytest.approx(q0 * FS, abs=1e-9)
     assert m.ref_end - m.ref_start == pytest.approx(m.query_end - m.query_start, abs=1e-9)
     assert seen == [(1, pytest.approx(o * FS))]  # corroborated at the chosen alignment, once
-    assert m.n_items == len(q_env) - q0
+    assert m.n_items == len(q_env) - 2 - q0  # the frames inside the item, from its first faced one
 
 
 # ------------------------------------------------------------------------------- invariance: a wet room
