@@ -75,13 +75,37 @@ class EnvelopeConfig:
         return self.hop / self.sample_rate
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    log = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (math.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log, lin)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((math.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+
+def mel_filters(config: EnvelopeConfig) -> np.ndarray:
+    """Triangular mel filters (bands x rfft bins), unnormalised: the values of
+    ``librosa.filters.mel(..., norm=None)`` (float32, as librosa returns them), computed here so
+    that a scan worker does not pay librosa's import (about a second of CPU) for one matrix."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(config.fmin)), _hz_to_mel(np.array(config.fmax)),
+                                   config.n_bands + 2))
+    freqs = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)
+    width = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / width[:-1, None]
+    upper = ramps[2:] / width[1:, None]
+    return np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+
+
 @lru_cache(maxsize=8)
 def _filters(config: EnvelopeConfig) -> tuple[np.ndarray, np.ndarray]:
-    import librosa
-
     window = np.hanning(config.n_fft + 1)[:-1]  # periodic Hann
-    fb = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_bands,
-                             fmin=config.fmin, fmax=config.fmax, norm=None)
+    fb = mel_filters(config)
     # |rfft|^2 of a full-scale sine is (sum(window) / 2)^2: scale so that reads as about 0 dB
     scale = 4.0 / window.sum() ** 2
     return window.astype(np.float64), (fb * scale).astype(np.float64)

@@ -263,23 +263,38 @@ def _places(
     fs = env_config.frame_s
     nq = len(q_db)
     windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # offset -> centred (item, recording)
+    items: dict[tuple[int, int], np.ndarray] = {}  # (first, end) item frames -> centred item
 
-    def place_r(o: int) -> float | None:
-        """Correlation at offset ``o`` (None where too little of the item faces the recording)."""
+    def faced(o: int) -> tuple[int, int] | None:
+        """Item frames facing the recording at offset ``o``, if enough of the item does."""
         q0, q1 = max(0, -o), min(nq, len(r_all) - o)
-        if q1 - q0 < max(config.min_frames, config.min_share * nq):
-            return None
-        lo = o + q0
-        lead = min(LEAD_FRAMES, lo)
-        rw = smear(to_db(r_all[lo - lead:lo + q1 - q0], env_config), config.decay_s, fs)[lead:]
-        windows[o] = (centre(q_db[q0:q1]), centre(rw))
-        return correlation(*windows[o])
+        return (q0, q1) if q1 - q0 >= max(config.min_frames, config.min_share * nq) else None
+
+    def run_r(run: list[int]) -> list[tuple[float, int]]:
+        """Correlations at adjacent offsets ``run``; the recording is smeared once for all of them."""
+        spans = [(o, f) for o in run if (f := faced(o)) is not None]
+        if not spans:
+            return []
+        first = min(o + q0 for o, (q0, _) in spans)
+        end = max(o + q1 for o, (_, q1) in spans)
+        lead = min(LEAD_FRAMES, first)
+        sm = smear(to_db(r_all[first - lead:end], env_config), config.decay_s, fs)
+        out = []
+        for o, (q0, q1) in spans:
+            if (q0, q1) not in items:
+                items[(q0, q1)] = centre(q_db[q0:q1])
+            at = o + q0 - (first - lead)
+            windows[o] = (items[(q0, q1)], centre(sm[at:at + q1 - q0]))
+            out.append((correlation(*windows[o]), o))
+        return out
 
     def judge(places: list[tuple[float, int]]) -> list[tuple[float, float, float, int, tuple]]:
         passed = []
         for r, o in sorted(places, reverse=True):
             if r <= 0:
                 break
+            if 10.0 ** log10_fmp(log10_tail(r, windows[o][0].size), catalogue_frames) > config.max_fmp:
+                continue  # fails even with every cell independent (n_eff <= cells): skip the FFTs
             n = effective_cells(*windows[o])
             lf = log10_fmp(log10_tail(r, n), catalogue_frames)
             if 10.0 ** lf > config.max_fmp:
@@ -291,14 +306,16 @@ def _places(
         return passed
 
     runs: list[list[tuple[float, int]]] = []  # adjacent offsets form one place: (r, offset)
+    groups: list[list[int]] = []
     for o in offsets:
-        r = place_r(o)
-        if r is None:
-            continue
-        if runs and o - runs[-1][-1][1] == 1:
-            runs[-1].append((r, o))
+        if groups and o - groups[-1][-1] == 1:
+            groups[-1].append(o)
         else:
-            runs.append([(r, o)])
+            groups.append([o])
+    for group in groups:  # a group's faced offsets are adjacent too: one place
+        scored = run_r(group)
+        if scored:
+            runs.append(scored)
     tried = [max(run) for run in runs]
     found = judge(tried)
     if found:
@@ -310,9 +327,7 @@ def _places(
         for start in self_repeats(to_db(r_all, env_config), best + q0, q1 - q0, min_gap=gap):
             o = start - q0  # the offset that puts the item's first faced frame at the repeat
             if all(abs(o - p) >= gap for p in near):
-                r = place_r(o)
-                if r is not None:
-                    extra.append((r, o))
+                extra += run_r([o])
         found += judge(extra)
         best_ber = min(found)[4][0]
         passed = {f[3] for f in found}
