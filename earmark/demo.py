@@ -2,7 +2,7 @@
 
 Everything is generated from fixed seeds (no downloads): a catalogue of songs with rights metadata,
 and a dataset that holds excerpts of some of them (re-encoded, quieter, noisy, in a medley, sped up,
-slowed down),
+slowed down, in a reverberant room),
 unregistered songs by the same "artists", noise, silence and a broken file.
 """
 
@@ -92,6 +92,9 @@ def build_demo_data(root: Path) -> dict[str, set[str]]:
     put("edits/d_nightcore.wav", soxr.resample(fast, SR * 1.15, SR).astype(np.float32), {"DEMO008"})
     slow = soxr.resample(_excerpt(songs["DEMO001"], 22.0, 18.4), SR * 0.92, SR)
     put("edits/e_slowed.wav", slow.astype(np.float32), {"DEMO001"})
+    # a copy played in a fully wet room (RT60 0.9 s, no direct sound)
+    put("edits/f_room.wav", synth.reverberate(_excerpt(songs["DEMO005"], 25.0, 12.0), 11, sr=SR, rt60=0.9),
+        {"DEMO005"})
     # negative controls: same artists, not registered; noise; silence; a broken file
     for j in range(3):
         put(f"other/unregistered_{j}.wav", synth.same_artist_song(500 + j, j, duration=20.0, sr=SR), set())
@@ -136,6 +139,9 @@ def run_demo(
             if m.get("transform", "none") != "none":
                 line += (f"\n            {m['transform']}: time factor {m['time_factor']:.3f}, "
                          f"pitch {m['pitch_st']:+.2f} semitones ({m['family']})")
+            if m.get("family") == "envelope":
+                line += (f"\n            whole item in a room: spectral envelope correlation "
+                         f"{m['envelope_r']:.2f}, bit error rate {m['ber']:.2f} (envelope)")
         if rec["status"] in ("error", "no_signal"):
             line += f"  ({rec.get('error') or rec.get('reason')})"
         echo(line)

@@ -1024,6 +1024,23 @@ def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     return (s + gain * v).astype(np.float32)
 
 
+def room_ir(seed: SeedLike, *, sr: int, rt60: float = 0.8, length_s: float = 1.2) -> np.ndarray:
+    """The impulse response of a fully wet room: white noise under an exponential decay that falls
+    60 dB in ``rt60`` seconds, no direct sound, unit energy (float64, ``length_s`` seconds)."""
+    if rt60 <= 0 or length_s <= 0:
+        raise ParameterError("rt60 and length_s must be positive")
+    t = np.arange(_n_samples(length_s, sr)) / sr
+    h = _rng(seed, 17).standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+    return h / np.sqrt(h @ h)
+
+
+def reverberate(x: np.ndarray, seed: SeedLike, *, sr: int, rt60: float = 0.8) -> np.ndarray:
+    """``x`` played in the fully wet room ``seed`` (:func:`room_ir`): same length, peak 0.5, float32."""
+    y = _signal.fftconvolve(np.asarray(x, np.float64), room_ir(seed, sr=sr, rt60=rt60))[: len(x)]
+    peak = float(np.abs(y).max()) if len(y) else 0.0
+    return (0.5 * y / peak if peak > 0 else y).astype(np.float32)
+
+
 def silence(duration: float, sr: int = 22050) -> np.ndarray:
     """Return ``duration`` seconds of digital silence.
 
