@@ -78,10 +78,11 @@ class EnvelopeMatchConfig:
         false-match probability is the envelope's; this second test only removes matches.
     repeat_ber_margin : float
         Once a place of a recording passes, another place of it (proposed, or where the recording
-        repeats itself) is also reported, as an alternative, when its Chromaprint bits corroborate
-        and agree within this margin of the passing place's bit error rate: the envelope evidence of
-        two repeats of a passage can fall either side of the threshold while the harmony says they
-        are equally good places (the margin is the Chromaprint matcher's ``repeat_ber_margin``).
+        repeats itself) is also reported, as an alternative, when both families agree there beyond
+        chance for that one alignment (at ``corroborate_p``) and its Chromaprint bits agree within
+        this margin of the passing place's bit error rate: the envelope evidence of two repeats of a
+        passage can fall either side of the catalogue-wide threshold while the harmony says they are
+        equally good places (the margin is the Chromaprint matcher's ``repeat_ber_margin``).
     min_share : float
         Share of the item's frames that must face the recording.
     min_frames : int
@@ -331,14 +332,17 @@ def _places(
         found += judge(extra)
         best_ber = min(found)[4][0]
         passed = {f[3] for f in found}
+        level = math.log10(config.corroborate_p)
         for r, o in tried + extra:  # places the envelope alone leaves below its threshold
-            if o in passed or r <= 0:
+            if o in passed or r <= 0 or log10_tail(r, windows[o][0].size) > level:
+                continue
+            n = effective_cells(*windows[o])
+            tail = log10_tail(r, n)
+            if tail > level:  # both families must agree beyond chance at the place itself
                 continue
             chroma = corroborate(rec_id, o * fs)
-            if (chroma is not None and chroma[2] <= math.log10(config.corroborate_p)
-                    and chroma[0] <= best_ber + config.repeat_ber_margin):
-                n = effective_cells(*windows[o])
-                found.append((log10_fmp(log10_tail(r, n), catalogue_frames), r, n, o, chroma))
+            if chroma is not None and chroma[2] <= level and chroma[0] <= best_ber + config.repeat_ber_margin:
+                found.append((log10_fmp(tail, catalogue_frames), r, n, o, chroma))
     return found
 
 

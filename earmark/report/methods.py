@@ -18,7 +18,8 @@ LIMITATIONS = (
     "sought only where neither other family placed anything, at alignments the Chromaprint index "
     "proposes and at the recording's own timing, and the Chromaprint bits must also agree beyond chance "
     "there. It finds whole copies in reverberant rooms; a reverberant copy that fills only part of an "
-    "item, or that was also sped up or pitch-shifted, is not found by it. Its false-match probability "
+    "item, or that was also sped up, is not found by it. It measures no pitch: its matches are reported "
+    "at pitch 0, and a copy shifted by a semitone can be among them. Its false-match probability "
     "comes from a model calibrated on non-catalogue audio down to about 1e-4; smaller values are bounds "
     "from the model.",
     "A match found by the spectral landmarks alone (family 'landmark') is reported at the chance level "
