@@ -36,6 +36,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -208,6 +209,22 @@ def stop_listed(keys: np.ndarray) -> np.ndarray:
     return counts[inverse] > cap
 
 
+def _family_config(root: Path, manifest: dict, family: str, build: Callable[[dict], object]) -> Any:
+    """A family's parameters from the manifest, refused unless this version computes the same
+    ``params_id`` from them."""
+    fam = manifest["families"].get(family, {})
+    try:
+        config = build(fam["config"])
+    except (KeyError, TypeError) as e:
+        raise CatalogueError(f"{root}: {family} parameters missing or unreadable: {e}") from e
+    if config.params_id != fam.get("params_id"):  # type: ignore[attr-defined]
+        raise ParamsMismatchError(
+            f"{root}: catalogue was made with {family} parameters {fam.get('params_id')}, which this "
+            f"earmark version computes as {config.params_id}; re-register the catalogue"  # type: ignore[attr-defined]
+        )
+    return config
+
+
 class Catalogue:
     """A catalogue directory. Open (or create) with :meth:`open`."""
 
@@ -293,26 +310,8 @@ class Catalogue:
                 f"{root}: catalogue fingerprints use parameters {stored.params_id}, "
                 f"not the requested {config.params_id}"
             )
-        lfam = manifest["families"].get(landmarks.FAMILY, {})
-        try:
-            lmc = landmarks.LandmarkConfig.from_dict(lfam["config"])
-        except (KeyError, TypeError) as e:
-            raise CatalogueError(f"{root}: landmark parameters missing or unreadable: {e}") from e
-        if lmc.params_id != lfam.get("params_id"):
-            raise ParamsMismatchError(
-                f"{root}: catalogue was made with landmark parameters {lfam.get('params_id')}, which this "
-                f"earmark version computes as {lmc.params_id}; re-register the catalogue"
-            )
-        efam = manifest["families"].get(envelope.FAMILY, {})
-        try:
-            envc = envelope.EnvelopeConfig(**efam["config"])
-        except (KeyError, TypeError) as e:
-            raise CatalogueError(f"{root}: envelope parameters missing or unreadable: {e}") from e
-        if envc.params_id != efam.get("params_id"):
-            raise ParamsMismatchError(
-                f"{root}: catalogue was made with envelope parameters {efam.get('params_id')}, which this "
-                f"earmark version computes as {envc.params_id}; re-register the catalogue"
-            )
+        lmc = _family_config(root, manifest, landmarks.FAMILY, landmarks.LandmarkConfig.from_dict)
+        envc = _family_config(root, manifest, envelope.FAMILY, lambda d: envelope.EnvelopeConfig(**d))
         if not (root / "catalogue.sqlite").exists():
             raise CatalogueError(f"{root}: catalogue.sqlite is missing")
         return cls(root, stored, manifest, lmc, envc)
