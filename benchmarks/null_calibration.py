@@ -83,7 +83,7 @@ from earmark.match.envelope import (
     INFLATION,
     LEAD_FRAMES,
     EnvelopeMatchConfig,
-    _autocorrelation,
+    autocorrelation,
     centre,
     correlation,
     effective_cells,
@@ -191,7 +191,7 @@ def envelope_tests(
             continue
         _r, _z, tail, qc, rc = max(tried, key=lambda t: t[1][0])[1]
         out.best_tails.append(tail)
-        aq, ar = _autocorrelation(qc), _autocorrelation(rc)
+        aq, ar = autocorrelation(qc), autocorrelation(rc)
         den = float((aq * ar).sum())
         cache: dict[int, float] = {}
 

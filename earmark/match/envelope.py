@@ -108,15 +108,6 @@ class EnvelopeMatchConfig:
             raise ParameterError("jitter_frames and decay_s must be >= 0, min_frames >= 4")
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """The envelope evidence of one alignment."""
-
-    r: float  # correlation of the centred envelopes
-    n_eff: float  # independent cells the null model counts
-    log10_tail: float  # log10 P(r' >= r) for one alignment of independent audio
-
-
 def full_frames(env: np.ndarray, env_config: EnvelopeConfig) -> np.ndarray:
     """The frames of an envelope whose window lies inside the signal: the last ``ceil(n_fft / hop)``
     frames reach past its end into zero padding, where the cut splashes energy into the upper bands
@@ -147,7 +138,7 @@ def centre(db: np.ndarray) -> np.ndarray:
     return x
 
 
-def _autocorrelation(x: np.ndarray) -> np.ndarray:
+def autocorrelation(x: np.ndarray) -> np.ndarray:
     f = np.fft.rfft2(x, s=(2 * x.shape[0], 2 * x.shape[1]))
     a = np.fft.irfft2(np.abs(f) ** 2, s=(2 * x.shape[0], 2 * x.shape[1]))
     return a / a[0, 0] if a[0, 0] > 0 else a
@@ -155,7 +146,7 @@ def _autocorrelation(x: np.ndarray) -> np.ndarray:
 
 def effective_cells(qc: np.ndarray, rc: np.ndarray) -> float:
     """Bartlett's effective number of independent cells for the correlation of ``qc`` and ``rc``."""
-    denom = float((_autocorrelation(qc) * _autocorrelation(rc)).sum())
+    denom = float((autocorrelation(qc) * autocorrelation(rc)).sum())
     return float(min(qc.size, qc.size / denom)) if denom > 0 else 1.0
 
 
@@ -188,14 +179,6 @@ def log10_tail(r: float, n_eff: float, inflation: float = INFLATION) -> float:
         return 0.0
     z = math.atanh(min(max(r, -0.999999), 0.999999)) * math.sqrt(n_eff - 3) / inflation
     return float(log_ndtr(-z)) / math.log(10)
-
-
-def evidence(q_db: np.ndarray, r_db: np.ndarray) -> Evidence:
-    """Evidence of two equally long envelopes (dB, frames x bands; the recording's already smeared)."""
-    qc, rc = centre(q_db), centre(r_db)
-    r = correlation(qc, rc)
-    n = effective_cells(qc, rc)
-    return Evidence(r=r, n_eff=n, log10_tail=log10_tail(r, n))
 
 
 def sliding_correlation(template: np.ndarray, series: np.ndarray) -> np.ndarray:
@@ -401,6 +384,6 @@ def verify_alignments(
     return out
 
 
-__all__ = ["EnvelopeMatchConfig", "Evidence", "centre", "correlation", "effective_cells", "evidence",
+__all__ = ["EnvelopeMatchConfig", "autocorrelation", "centre", "correlation", "effective_cells",
            "full_frames", "log10_fmp", "log10_tail", "self_repeats", "sliding_correlation", "smear",
            "verify_alignments"]
