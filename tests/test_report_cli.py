@@ -76,6 +76,30 @@ def test_a_copy_whose_place_the_recording_repeats_is_counted_but_not_placed():
     assert f.to_dict()["ambiguous_places"] == [[30.0, 40.0], [54.0, 64.0]]
 
 
+def test_an_envelope_copys_place_is_ambiguous_when_an_alternative_agrees_as_well_in_its_bits():
+    def m(r0, score, ber, alternative=False):
+        return {"track_id": "T1", "query_start": 0.0, "query_end": 10.0, "ref_start": r0, "ref_end": r0 + 10,
+                "score": score, "alternative": alternative, "ber": ber, "family": "envelope",
+                "envelope_r": 0.8}
+    cat = [{"track_id": "T1", "duration_s": 200.0, "rights_holder": "R"}]
+    records = [
+        # the envelope prefers 30 s, but the bits agree as well one loop earlier (within 0.03)
+        {"file": "room.wav", "status": "match", "sha256": "a",
+         "matches": [m(30.0, 12.0, 0.23), m(6.0, 5.2, 0.19, alternative=True)]},
+        # here the alternative is weaker in both: the place stands
+        {"file": "room2.wav", "status": "match", "sha256": "b",
+         "matches": [m(100.0, 40.0, 0.20), m(150.0, 9.0, 0.27, alternative=True)]},
+    ]
+    (f,) = build_findings(records, cat).findings
+    assert f.coverage_intervals == ((100.0, 110.0),)
+    assert f.ambiguous_places == ((6.0, 16.0), (30.0, 40.0))
+    assert f.coverage_s == pytest.approx(20.0)
+    # the same two places found by Chromaprint are judged by their scores alone: 5.2 < 0.9 x 12
+    chroma = [dict(x, family="chromaprint") for x in records[0]["matches"]]
+    (g,) = build_findings([dict(records[0], matches=chroma)], cat).findings
+    assert g.coverage_intervals == ((30.0, 40.0),) and g.ambiguous_places == ()
+
+
 def test_merge_intervals():
     assert merge_intervals([(5, 10), (0, 2), (9, 12), (20, 21)]) == [(0, 2), (5, 12), (20, 21)]
     assert merge_intervals([(0, 1), (1.5, 2)], gap=0.6) == [(0, 2)]

@@ -159,6 +159,16 @@ def test_a_landmark_only_match_is_summarised_by_its_anchors_and_factors(page: st
     assert "120 landmark anchors, time factor 1.2, pitch 3.156 st" in text
 
 
+def test_an_envelope_match_is_summarised_by_its_correlation_and_bits() -> None:
+    records = [_record("/data/room.mp3", "match", [
+        _match("T001", 0.0, 10.0, 40.0, 50.0, 14.2, family="envelope", envelope_r=0.8123, ber=0.2311)],
+        duration=10.0)]
+    html = render_html(findings=_findings(records), records=records, manifest=MANIFEST, methods=METHODS)
+    text = re.sub(r"\s+", " ", " ".join(_Page(html).text))
+    assert "bit error rate 0.2311, spectral envelope correlation 0.8123 over the whole item" in text
+    assert "spectral envelope correlation" not in re.sub(r"\s+", " ", " ".join(_Page(_render()).text))
+
+
 def test_methods_are_tables_and_limitations_are_always_printed(page: str) -> None:
     methods = page.split('id="methods"', 1)[1].split('id="limitations"', 1)[0]
     assert "<th>aac_96k</th>" in methods and "<td>0.862, 1</td>" in methods  # dict of records: a table
