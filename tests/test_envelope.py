@@ -13,7 +13,6 @@ import librosa
 import numpy as np
 import pytest
 from conftest import SR
-from scipy.signal import fftconvolve
 
 from earmark import synth
 from earmark.catalogue.reader import open_reader
@@ -36,6 +35,7 @@ from earmark.match.envelope import (
 )
 from earmark.scan.worker import ScanSettings, scan_item
 from earmark.sources import ItemData
+from earmark.synth import reverberate, room_ir
 
 CFG = EnvelopeConfig()
 ESR = CFG.sample_rate  # the envelope's own rate: signals below are generated at it, no resampling
@@ -49,19 +49,6 @@ STRONG = (0.2, 0.42, -30.0)
 class _Rec:
     def __init__(self, track_id: str, duration_s: float):
         self.track_id, self.duration_s = track_id, duration_s
-
-
-def room_ir(seed: int, *, sr: int, rt60: float = 0.8, length_s: float = 1.2) -> np.ndarray:
-    """A fully wet room: white noise under an exponential decay of ``rt60`` (60 dB), no direct sound."""
-    t = np.arange(int(length_s * sr)) / sr
-    h = np.random.default_rng(seed).standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
-    return h / np.sqrt(h @ h)
-
-
-def reverberate(x: np.ndarray, seed: int, *, sr: int) -> np.ndarray:
-    """``x`` played in the room ``seed`` (same length, peak 0.5)."""
-    y = fftconvolve(np.asarray(x, np.float64), room_ir(seed, sr=sr))[: len(x)]
-    return 0.5 * y / np.abs(y).max()
 
 
 def verify(q_env, duration, proposals, refs, *, catalogue_frames, config=MC, corroborate=lambda r, o: STRONG):
