@@ -27,7 +27,7 @@ from earmark.fingerprint.landmarks import LandmarkConfig
 SEGMENT_FILES = {
     "manifest.json", "codes.npy", "active.npy", "rec_ids.npy", "rec_starts.npy", "win_item.npy",
     "windows.faissbin", "lm_keys.npy", "lm_rec.npy", "lm_t1.npy", "lm_p1.npy", "lm_span.npy",
-    "env.npy", "env_starts.npy",
+    "env.npy", "env_starts.npy", "pk_frame.npy", "pk_bin.npy", "pk_level.npy", "pk_starts.npy",
 }
 
 

@@ -212,12 +212,13 @@ def test_scan_thresholds_from_the_command_line_are_in_force_and_recorded(library
     out = tmp_path / "scan"
     result = run("scan", cli_datasets["pos"], "-c", library.catalogue, "-o", out, "-j", "1",
                  "--landmark-max-fmp", "1e-300", "--landmark-copy-fmp", "1e-299", "--max-fmp", "1e-300",
-                 "--envelope-max-fmp", "1e-298")
+                 "--envelope-max-fmp", "1e-298", "--mixture-max-fmp", "1e-297", "--mixture-max-unmasked", "0.01")
     assert result.exit_code == 0, result.output  # nothing is that certain: the hit is not reported
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     landmarks = settings["landmarks"]
     assert (landmarks["max_fmp"], landmarks["copy_fmp"]) == (1e-300, 1e-299)
     assert settings["envelope"]["max_fmp"] == 1e-298
+    assert (settings["mixture"]["max_fmp"], settings["mixture"]["max_unmasked"]) == (1e-297, 0.01)
 
 
 def test_scan_with_a_missing_catalogue_exits_2(cli_datasets, tmp_path):

@@ -42,6 +42,8 @@ class _Segment:
     landmarks: Postings  # keys; columns rec, t1, p1, span
     env: np.ndarray  # uint8 frames x bands, every recording's envelope concatenated
     env_starts: np.ndarray  # int64, n_recordings + 1
+    pk: tuple[np.ndarray, np.ndarray, np.ndarray]  # reference peaks: frame, bin, level
+    pk_starts: np.ndarray  # int64, n_recordings + 1
 
 
 def _load_array(path: Path, *, mmap: bool) -> np.ndarray:
@@ -68,6 +70,7 @@ class CatalogueReader:
         self._segments: list[_Segment] = []
         self._where: dict[int, tuple[int, int, int]] = {}  # rec_id -> (segment index, start, end)
         self._where_env: dict[int, tuple[int, int, int]] = {}  # the same, in envelope frames
+        self._where_pk: dict[int, tuple[int, int, int]] = {}  # the same, in reference peaks
         for name in seg_names:
             d = self.root / "segments" / name
             try:
@@ -109,12 +112,15 @@ class CatalogueReader:
                     columns={c: load(f"lm_{c}.npy") for c in ("rec", "t1", "p1", "span")}),
                 env=load("env.npy"),
                 env_starts=load("env_starts.npy", mapped=False),
+                pk=(load("pk_frame.npy"), load("pk_bin.npy"), load("pk_level.npy")),
+                pk_starts=load("pk_starts.npy", mapped=False),
             )
             si = len(self._segments)
             self._segments.append(seg)
             for j, rid in enumerate(seg.rec_ids):
                 self._where[int(rid)] = (si, int(seg.rec_starts[j]), int(seg.rec_starts[j + 1]))
                 self._where_env[int(rid)] = (si, int(seg.env_starts[j]), int(seg.env_starts[j + 1]))
+                self._where_pk[int(rid)] = (si, int(seg.pk_starts[j]), int(seg.pk_starts[j + 1]))
         self._live = np.array(sorted(self.recordings), dtype=np.int64)
         self._live_mask = np.zeros(int(max(self._where, default=0)) + 1, bool)
         self._live_mask[self._live[self._live < len(self._live_mask)]] = True
@@ -208,6 +214,13 @@ class CatalogueReader:
         """The spectral envelope (uint8 frames x bands) of one recording, as a read-only view."""
         si, a, b = self._where_env[int(rec_id)]
         return self._segments[si].env[a:b]
+
+    def peak_map(self, rec_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The reference peaks of one recording (frame, log-frequency bin, level in dB), in time
+        order, as read-only views."""
+        si, a, b = self._where_pk[int(rec_id)]
+        frame, bins, level = self._segments[si].pk
+        return frame[a:b], bins[a:b], level[a:b]
 
     def ref(self, rec_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes (uint32) and active mask (bool) of one recording, as read-only views."""

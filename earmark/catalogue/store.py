@@ -18,6 +18,10 @@ Layout of a catalogue directory::
                              float32 anchor time (s), anchor pitch (semitones), triplet span (s)
         env.npy              uint8 spectral envelopes (frames x bands) of every recording, concatenated
         env_starts.npy       int64 offsets of each recording in env.npy (n_recordings + 1)
+        pk_frame.npy, pk_bin.npy, pk_level.npy
+                             the reference peaks of every recording, concatenated: uint32 frame,
+                             uint8 log-frequency bin, float16 level (dB) at the peak's cell
+        pk_starts.npy        int64 offsets of each recording in the pk_ arrays (n_recordings + 1)
 
 Growth is incremental: each `add` writes a new segment and commits its rows in one SQLite
 transaction (the commit point: a segment not recorded in SQLite is ignored). Removal marks the
@@ -47,6 +51,7 @@ from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
 from earmark.fileio import atomic_write_text, sha256_file, utc_now
 from earmark.fingerprint import chromaprint, envelope, landmarks
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
+from earmark.fingerprint.peaks import PeakConfig, Peaks
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.index import FaissBinaryIndex, pack_windows, window_ok
 from earmark.index.postings import Postings
@@ -55,7 +60,7 @@ from earmark.parallel import imap_unordered
 log = logging.getLogger(__name__)
 
 CATALOGUE_FORMAT = "earmark-catalogue"
-CATALOGUE_VERSION = 3
+CATALOGUE_VERSION = 4
 #: Landmark keys holding more postings than this (or than the segment's 99.9th percentile of
 #: posting-list lengths, whichever is larger) are stop-listed: they say little and cost much.
 LANDMARK_KEY_CAP = 40
@@ -177,6 +182,7 @@ class _Fingerprinted:
     fingerprint: Fingerprint | None = None
     triplets: landmarks.Triplets | None = None
     envelope: np.ndarray | None = None
+    peaks: Peaks | None = None
     error: str = ""
 
 
@@ -197,7 +203,17 @@ def _fingerprint_spec(
         return _Fingerprinted(spec, error=f"too short or silent to fingerprint ({secs:.1f} s)")
     trips = landmarks.triplets(fa.peaks, lm.triplets)  # type: ignore[arg-type]
     return _Fingerprinted(spec, sha256=digest, size=size, fingerprint=fa.fingerprint, triplets=trips,
-                          envelope=fa.envelope)
+                          envelope=fa.envelope, peaks=fa.peaks)
+
+
+def peak_map(peaks: Peaks, config: PeakConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A recording's peaks as stored: the spectrogram frame and log-frequency bin of each peak's
+    cell (its interpolated position rounded) and the level there, in time order."""
+    frame = np.round((peaks.time - config.n_fft / 2 / config.sample_rate) / config.frame_duration)
+    bins = np.round(np.asarray(peaks.pitch) * config.bins_per_octave / 12.0)
+    level = peaks.level if peaks.level is not None else np.zeros(len(peaks), np.float32)
+    return (np.maximum(frame, 0).astype(np.uint32), np.clip(bins, 0, config.n_bins - 1).astype(np.uint8),
+            np.asarray(level).astype(np.float16))
 
 
 def stop_listed(keys: np.ndarray) -> np.ndarray:
@@ -473,6 +489,11 @@ class Catalogue:
         env_starts = np.concatenate([[0], np.cumsum([len(e) for e in envs])]).astype(np.int64)  # type: ignore[arg-type]
         _save_npy(tmp / "env.npy", np.concatenate(envs).astype(np.uint8))  # type: ignore[arg-type]
         _save_npy(tmp / "env_starts.npy", env_starts)
+        maps = [peak_map(f.peaks, self.landmark_config.peaks) for f in items]  # type: ignore[arg-type]
+        pk_starts = np.concatenate([[0], np.cumsum([len(m[0]) for m in maps])]).astype(np.int64)
+        for i, col in enumerate(("frame", "bin", "level")):
+            _save_npy(tmp / f"pk_{col}.npy", np.concatenate([m[i] for m in maps]))
+        _save_npy(tmp / "pk_starts.npy", pk_starts)
         files = {p.name: sha256_file(p)[0] for p in sorted(tmp.iterdir())}
         seg_manifest = {
             "format": SEGMENT_FORMAT,

@@ -22,6 +22,7 @@ from earmark import __version__
 from earmark.errors import EarmarkError
 from earmark.match.chromaprint import MatchConfig
 from earmark.match.envelope import EnvelopeMatchConfig
+from earmark.match.mixture import MixtureMatchConfig
 from earmark.match.landmarks import HoughConfig
 
 EXIT_OK, EXIT_FOUND, EXIT_FAILED = 0, 1, 2
@@ -246,11 +247,20 @@ def format_summary(s: dict) -> str:
               help="Report a whole item that neither family places, but whose spectral envelope "
               "follows a recording's (a copy in a reverberant room), when its false-match "
               f"probability is at most this (default {EnvelopeMatchConfig().max_fmp:g}).")
+@click.option("--mixture-max-fmp", type=click.FloatRange(min=0, min_open=True, max=1), default=None,
+              help="Report a whole item that holds a recording under other sound (music, speech), "
+              "checked peak by peak, when its false-match probability is at most this (default "
+              f"{MixtureMatchConfig().max_fmp:g}).")
+@click.option("--mixture-max-unmasked", type=click.FloatRange(min=0, max=1), default=None,
+              help="...and at most this share of the recording's loud peaks is missing from the item "
+              "where nothing could hide it (default "
+              f"{MixtureMatchConfig().max_unmasked:g}; the test that keeps related recordings out).")
 @handle_errors
 def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overwrite: bool, resume: bool,
          engine: str, address: str | None, audio_column: str, all_files: bool, max_fmp: float | None,
          landmark_max_fmp: float | None, landmark_copy_fmp: float | None,
-         envelope_max_fmp: float | None) -> None:
+         envelope_max_fmp: float | None, mixture_max_fmp: float | None,
+         mixture_max_unmasked: float | None) -> None:
     """Scan DATASET for catalogue recordings.
 
     DATASET is a folder (recursive), an audio file, a zip, a tar / WebDataset shard or a brace
@@ -276,6 +286,10 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
         settings = replace(settings, landmarks=replace(settings.landmarks, copy_fmp=landmark_copy_fmp))
     if envelope_max_fmp is not None:
         settings = replace(settings, envelope=replace(settings.envelope, max_fmp=envelope_max_fmp))
+    if mixture_max_fmp is not None:
+        settings = replace(settings, mixture=replace(settings.mixture, max_fmp=mixture_max_fmp))
+    if mixture_max_unmasked is not None:
+        settings = replace(settings, mixture=replace(settings.mixture, max_unmasked=mixture_max_unmasked))
     bar = Progress("scanning")
     found = [0]
 

@@ -88,15 +88,21 @@ class Peaks:
     time : np.ndarray, float64, seconds
     pitch : np.ndarray, float64, semitones above ``fmin`` (interpolated)
     strength : np.ndarray, float32, dB above the bin's running mean
+    level : np.ndarray, float32, or None
+        The spectrogram's own level at the peak's cell (dB of power, not whitened): what an item
+        that holds the recording under other sound must reach there (``earmark.match.mixture``).
     """
 
     time: np.ndarray
     pitch: np.ndarray
     strength: np.ndarray
+    level: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not (self.time.shape == self.pitch.shape == self.strength.shape) or self.time.ndim != 1:
             raise ParameterError("peak arrays must be 1-D and of equal length")
+        if self.level is not None and self.level.shape != self.time.shape:
+            raise ParameterError("peak levels must match the peaks")
 
     def __len__(self) -> int:
         return len(self.time)
@@ -172,8 +178,7 @@ def pick_peaks(spec_db: np.ndarray, config: PeakConfig, *, silence_db: float = -
     ``silence_db`` (dB of power), and is not in a flat region (digital silence, clipping).
     """
     if len(spec_db) < 3:
-        z = np.zeros(0)
-        return Peaks(z, z, np.zeros(0, np.float32))
+        return _no_peaks()
     white = whiten(spec_db, config)
     nt, nb = config.nbhd_frames, config.nbhd_bins
     # the neighbourhood maximum, as two separable passes (the first one reused below)
@@ -202,7 +207,12 @@ def pick_peaks(spec_db: np.ndarray, config: PeakConfig, *, silence_db: float = -
     pitch = config.bin_to_semitones(b + df)
     order = np.lexsort((pitch, time))
     return Peaks(time=time[order].astype(np.float64), pitch=np.asarray(pitch)[order].astype(np.float64),
-                 strength=c[order].astype(np.float32))
+                 strength=c[order].astype(np.float32), level=spec_db[t, b][order].astype(np.float32))
+
+
+def _no_peaks() -> Peaks:
+    z = np.zeros(0)
+    return Peaks(z, z, np.zeros(0, np.float32), np.zeros(0, np.float32))
 
 
 def _parabola(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -225,9 +235,15 @@ class PeakStream:
     and each chunk contributes the peaks of its core only. The margin exceeds the reach of every
     filter (the whitening's half-window, the peak neighbourhood), so the result equals
     :func:`extract_peaks` on the whole signal, at a fixed memory cost per chunk.
+
+    With ``keep_s`` the log spectrogram of the first ``keep_s`` seconds is kept too (float16, about
+    21 kB per second at the default parameters; :meth:`spectrogram`): the mixture verifier reads the
+    item's level wherever a recording has a peak. Longer signals keep none: a verifier that compares
+    whole items has no use for a part.
     """
 
-    def __init__(self, config: PeakConfig, *, chunk_s: float = 60.0, margin_s: float = 2.0):
+    def __init__(self, config: PeakConfig, *, chunk_s: float = 60.0, margin_s: float = 2.0,
+                 keep_s: float = 0.0):
         hop = config.hop
         self.config = config
         self._chunk = max(1, int(chunk_s * config.sample_rate) // hop) * hop
@@ -236,6 +252,16 @@ class PeakStream:
         self._buffered = 0
         self._base = 0  # absolute sample index of the buffer's first sample
         self._out: list[Peaks] = []
+        self._keep = int(keep_s * config.sample_rate / hop)  # frames
+        self._spec: list[np.ndarray] | None = [] if self._keep > 0 else None
+
+    def spectrogram(self) -> np.ndarray | None:
+        """The kept log spectrogram (frames x bins, float16, frame ``i`` as in
+        :func:`log_spectrogram`), or None when none was asked for or the signal was longer."""
+        if self._spec is None:
+            return None
+        return (np.concatenate(self._spec) if self._spec
+                else np.zeros((0, self.config.n_bins), np.float16))
 
     def feed(self, block: np.ndarray) -> None:
         if len(block):
@@ -254,17 +280,26 @@ class PeakStream:
         self._buf, self._buffered = [], 0
         parts = [p for p in self._out if len(p)]
         if not parts:
-            z = np.zeros(0)
-            return Peaks(z, z, np.zeros(0, np.float32))
+            return _no_peaks()
         return Peaks(time=np.concatenate([p.time for p in parts]),
                      pitch=np.concatenate([p.pitch for p in parts]),
-                     strength=np.concatenate([p.strength for p in parts]))
+                     strength=np.concatenate([p.strength for p in parts]),
+                     level=np.concatenate([p.level for p in parts]))  # type: ignore[misc]
 
     def _emit(self, x: np.ndarray, *, last: bool) -> None:
-        sr = self.config.sample_rate
-        pk = extract_peaks(x, self.config)
+        sr, hop = self.config.sample_rate, self.config.hop
+        spec = log_spectrogram(x, self.config)
+        pk = pick_peaks(spec, self.config)
         lo = 0.0 if self._base == 0 else self._margin / sr
         hi = math.inf if last else (self._margin + self._chunk) / sr
         keep = (pk.time >= lo) & (pk.time < hi)
         off = self._base / sr
-        self._out.append(Peaks(time=pk.time[keep] + off, pitch=pk.pitch[keep], strength=pk.strength[keep]))
+        self._out.append(Peaks(time=pk.time[keep] + off, pitch=pk.pitch[keep], strength=pk.strength[keep],
+                               level=pk.level[keep]))  # type: ignore[index]
+        if self._spec is not None:
+            # this chunk's core frames: frame i of the chunk is frame base/hop + i of the signal
+            f0 = 0 if self._base == 0 else self._margin // hop
+            f1 = len(spec) if last else (self._margin + self._chunk) // hop
+            self._spec.append(spec[f0:f1].astype(np.float16))
+            if sum(len(s) for s in self._spec) > self._keep:
+                self._spec = None

@@ -12,7 +12,7 @@ from earmark.errors import ParameterError
 from earmark.fingerprint import chromaprint
 from earmark.fingerprint.base import Fingerprint
 from earmark.fingerprint.envelope import EnvelopeConfig, EnvelopeStream, extract_envelope
-from earmark.fingerprint.peaks import PeakConfig, Peaks, PeakStream, extract_peaks
+from earmark.fingerprint.peaks import PeakConfig, Peaks, PeakStream, log_spectrogram, pick_peaks
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,17 @@ class FingerprintedAudio:
     rms_dbfs: float  # loudness of the whole input
     peaks: Peaks | None = None  # spectral peaks for the landmark family, when asked for
     envelope: np.ndarray | None = None  # spectral envelope (uint8 frames x bands), when asked for
+    spectrogram: np.ndarray | None = None  # the peaks' log spectrogram (float16), when kept
 
 
 def fingerprint_source(
     source: AudioSource, config: chromaprint.ChromaprintConfig, *, name: str | None = None,
-    peaks: PeakConfig | None = None, envelope: EnvelopeConfig | None = None,
+    peaks: PeakConfig | None = None, envelope: EnvelopeConfig | None = None, keep_spectrogram_s: float = 0.0,
 ) -> FingerprintedAudio:
     """Decode ``source`` to 11025 Hz mono and compute its Chromaprint fingerprint, block by block,
     with ``peaks`` also its spectral peaks for the landmark family and with ``envelope`` its spectral
-    envelope (same decode, same blocks).
+    envelope (same decode, same blocks). With ``peaks`` and ``keep_spectrogram_s``, an input no
+    longer than that also keeps the peaks' log spectrogram.
 
     Raises the typed decode errors of :func:`earmark.audio.open_stream`.
     """
@@ -42,7 +44,7 @@ def fingerprint_source(
         if other is not None and other.sample_rate != config.sample_rate:
             raise ParameterError(
                 f"analysis rate {other.sample_rate} differs from the fingerprint rate {config.sample_rate}")
-    stream = PeakStream(peaks) if peaks is not None else None
+    stream = PeakStream(peaks, keep_s=keep_spectrogram_s) if peaks is not None else None
     env = EnvelopeStream(envelope) if envelope is not None else None
 
     def measured(blocks):
@@ -66,15 +68,17 @@ def fingerprint_source(
     rms_dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
     return FingerprintedAudio(fingerprint=fp, info=info, peak=stats["peak"], rms_dbfs=rms_dbfs,
                               peaks=stream.finish() if stream is not None else None,
-                              envelope=env.finish() if env is not None else None)
+                              envelope=env.finish() if env is not None else None,
+                              spectrogram=stream.spectrogram() if stream is not None else None)
 
 
 def fingerprint_samples(
     samples: np.ndarray, sr: int, config: chromaprint.ChromaprintConfig, *, peaks: PeakConfig | None = None,
-    envelope: EnvelopeConfig | None = None,
+    envelope: EnvelopeConfig | None = None, keep_spectrogram_s: float = 0.0,
 ) -> FingerprintedAudio:
     """Fingerprint audio that arrives already decoded (mono float32 at ``sr`` Hz), e.g. a Parquet
-    ``{array, sampling_rate}`` cell. It is resampled to the fingerprinter's rate with soxr."""
+    ``{array, sampling_rate}`` cell. It is resampled to the fingerprinter's rate with soxr. The
+    options are those of :func:`fingerprint_source`."""
     import soxr
 
     x = np.asarray(samples, dtype=np.float32)
@@ -85,11 +89,16 @@ def fingerprint_samples(
     rms = math.sqrt(sumsq / len(x)) if len(x) else 0.0
     info = StreamInfo(container="array", codec="pcm_f32", source_sr=sr, source_channels=1,
                       declared_duration=len(samples) / sr if sr else None)
+    spec = log_spectrogram(x, peaks) if peaks is not None else None
+    kept = None
+    if spec is not None and len(x) <= keep_spectrogram_s * config.sample_rate:
+        kept = spec.astype(np.float16)
     return FingerprintedAudio(
         fingerprint=fp,
         info=info,
         peak=float(np.abs(x).max()) if len(x) else 0.0,
         rms_dbfs=20 * math.log10(rms) if rms > 0 else -math.inf,
-        peaks=extract_peaks(x, peaks) if peaks is not None else None,
+        peaks=pick_peaks(spec, peaks) if peaks is not None else None,  # type: ignore[arg-type]
         envelope=extract_envelope(x, envelope) if envelope is not None else None,
+        spectrogram=kept,
     )

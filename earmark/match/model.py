@@ -40,7 +40,8 @@ class Match:
         Which fingerprint families found this alignment: ``chromaprint``, ``landmark`` or
         ``chromaprint+landmark`` (evidence of both is reported; ``fmp`` is the smaller of the two,
         doubled for having looked twice), or ``envelope`` (a whole-item copy only the spectral
-        envelope verifier confirms, e.g. in a reverberant room).
+        envelope verifier confirms, e.g. in a reverberant room), or ``mixture`` (a whole-item copy
+        under other sound that only the peak-by-peak mixture verifier confirms).
     time_factor : float
         Recording seconds per item second (1.2: the item is a copy sped up by 20 %).
     pitch_st : float
@@ -55,6 +56,10 @@ class Match:
         Envelope evidence (family ``envelope``): correlation of the item's and the recording's
         centred spectral envelopes over the whole item; ``n_distinct`` then holds the effective
         number of independent cells the null model counts, ``n_items`` the compared frames.
+    unmasked : float or None
+        Mixture evidence (family ``mixture``): the share of the recording's loud peaks that the item
+        lacks although nothing in it is loud enough to hide them; ``n_items`` then holds the
+        recording's peaks the item faces, ``n_distinct`` those the item has a peak at.
     """
 
     track_id: str
@@ -77,6 +82,7 @@ class Match:
     anchors: int = 0
     hits: int = 0
     envelope_r: float | None = None
+    unmasked: float | None = None
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:
@@ -99,6 +105,8 @@ class Match:
         d["chance_ber"] = None if self.chance_ber is None else round(self.chance_ber, 4)
         d["time_factor"] = round(self.time_factor, 4)
         d["pitch_st"] = round(self.pitch_st, 3)
+        if self.unmasked is not None:
+            d["unmasked"] = round(self.unmasked, 4)
         return d
 
 

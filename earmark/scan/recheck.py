@@ -16,7 +16,9 @@ when either route reproduces it.
 Matches only the envelope verifier found (family ``envelope``: whole items in a reverberant room)
 are re-checked by recomputing both envelopes and the Chromaprint corroboration at every offset
 within a second of the reported alignment (or at every offset of the recording when checking a
-recording the scan did not report), with the scan's thresholds.
+recording the scan did not report), with the scan's thresholds. Matches only the mixture verifier
+found (family ``mixture``: whole items under other sound) are re-checked the same way, peak by peak,
+against the recording's peaks (picked again from its audio when at hand, else as registered).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from earmark.catalogue.reader import open_reader
+from earmark.catalogue.store import peak_map
 from earmark.errors import DecodeError, ScanError
 from earmark.fileio import sha256_file
 from earmark.fingerprint.landmarks import Triplets, triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
 from earmark.match import landmarks as lm_match
+from earmark.match import mixture as mix_match
 from earmark.match.chromaprint import (
     MatchConfig,
     alignment_evidence,
@@ -85,6 +89,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
         null=NullModel(**s.get("null", {})),
         landmarks=lm_match.HoughConfig(**s.get("landmarks", {})),
         envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
+        mixture=mix_match.MixtureMatchConfig(**s.get("mixture", {})),
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )
@@ -134,14 +139,15 @@ def verify_match(
         return result
     qpeaks = reader.landmark_config.query_peaks
     envc = reader.envelope_config
+    keep = settings.mixture.max_item_s
     try:
         if item.samples is not None:
             fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks,
-                                     envelope=envc)
+                                     envelope=envc, keep_spectrogram_s=keep)
         else:
             src = item.data if item.data is not None else item.path
             fa = fingerprint_source(src, reader.config, name=item_id, peaks=qpeaks,  # type: ignore[arg-type]
-                                    envelope=envc)
+                                    envelope=envc, keep_spectrogram_s=keep)
         fp = fa.fingerprint
     except DecodeError as e:
         raise ScanError(f"{item_id}: cannot be decoded: {e.reason}") from e
@@ -175,10 +181,12 @@ def verify_match(
             r_codes, r_active = again.fingerprint.codes, again.fingerprint.active
             r_trips = triplets(again.peaks, reader.landmark_config.triplets)  # type: ignore[arg-type]
             r_env = again.envelope
+            r_pk = peak_map(again.peaks, reader.landmark_config.peaks)  # type: ignore[arg-type]
         else:
             r_codes, r_active = reader.ref(rec.rec_id)
             r_trips = reader.landmark_postings(rec.rec_id)
             r_env = reader.envelope(rec.rec_id)
+            r_pk = reader.peak_map(rec.rec_id)
         spans = []
         for diag in range(-(len(fp) - 1), len(r_codes)):  # every offset: no index involved
             spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
@@ -189,6 +197,10 @@ def verify_match(
                   if m["track_id"] == tid and m.get("family") == "envelope"]
         if near_s or wanted[0]["query_start"] is None:
             found += _envelope_alignments(fa, r_codes, r_active, r_env, rec, reader, settings, near_s)
+        near_s = [m["ref_start"] - m["query_start"] for m in wanted
+                  if m["track_id"] == tid and m.get("family") == "mixture"]
+        if near_s or wanted[0]["query_start"] is None:
+            found += _mixture_alignments(fa, r_pk, rec, reader, settings, near_s)
         for m in (x for x in wanted if x["track_id"] == tid):
             if m["query_start"] is None:
                 near = found
@@ -210,7 +222,7 @@ def _reproduces(found: object, reported: dict, tolerance_s: float) -> bool:
     """Chromaprint alignments must reproduce the reported start times; landmark alignments (whose
     span edges are quantiles of their evidence) the recording time at the item's start."""
     f = found
-    if f.family == "envelope" or reported.get("family") == "envelope":  # type: ignore[attr-defined]
+    if f.family in ("envelope", "mixture") or reported.get("family") in ("envelope", "mixture"):  # type: ignore[attr-defined]
         return (f.family == reported.get("family")  # type: ignore[attr-defined]
                 and abs(f.ref_start - f.query_start - (reported["ref_start"] - reported["query_start"]))  # type: ignore[attr-defined]
                 <= tolerance_s)
@@ -257,6 +269,26 @@ def _envelope_alignments(fa: object, r_codes: object, r_active: object, r_env: o
         fa.envelope, fp.duration, proposals, lambda _rid: r_env, {rec.rec_id: rec},  # type: ignore[attr-defined]
         ec, config, catalogue_frames=reader.envelope_frames_live,  # type: ignore[attr-defined]
         corroborate=lambda _rid, off: alignment_evidence(fp, r_codes, r_active, off, settings.null))
+
+
+def _mixture_alignments(fa: object, r_pk: tuple, rec: object, reader: object, settings: ScanSettings,
+                        near_s: list[float]) -> list:
+    """Mixture alignments of the whole item with one recording: every frame offset within a second
+    of each reported alignment, or of the whole recording when ``near_s`` is empty (no index)."""
+    if fa.spectrogram is None or fa.peaks is None:  # type: ignore[attr-defined]
+        return []
+    pc = reader.landmark_config.peaks  # type: ignore[attr-defined]
+    config = replace(settings.mixture, search_s=1.0)
+    if near_s:
+        proposals = [(rec.rec_id, s) for s in near_s]  # type: ignore[attr-defined]
+    else:  # every offset: proposals two search widths apart
+        start = -fa.fingerprint.duration  # type: ignore[attr-defined]
+        n = int((rec.duration_s - start) / 2.0) + 2  # type: ignore[attr-defined]
+        proposals = [(rec.rec_id, start + 2.0 * i) for i in range(n)]  # type: ignore[attr-defined]
+    item = mix_match.item_peaks(fa.peaks, fa.spectrogram, pc, config)  # type: ignore[attr-defined]
+    return mix_match.verify_alignments(
+        item, fa.fingerprint.duration, proposals, lambda _rid: r_pk, {rec.rec_id: rec},  # type: ignore[attr-defined]
+        pc, config, catalogue_frames=reader.landmark_seconds / pc.frame_duration)  # type: ignore[attr-defined]
 
 
 __all__ = ["MatchCheck", "RecheckResult", "find_item", "verify_match"]

@@ -12,7 +12,9 @@ from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
+from earmark.fingerprint.landmarks import triplets
 from earmark.match import landmarks as lm_match
+from earmark.match import mixture as mix_match
 from earmark.match.chromaprint import (
     ITEM_SPAN_S,
     MatchConfig,
@@ -40,6 +42,7 @@ class ScanSettings:
     null: NullModel = field(default_factory=NullModel)
     landmarks: lm_match.HoughConfig = field(default_factory=lm_match.HoughConfig)
     envelope: env_match.EnvelopeMatchConfig = field(default_factory=env_match.EnvelopeMatchConfig)
+    mixture: mix_match.MixtureMatchConfig = field(default_factory=mix_match.MixtureMatchConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -110,13 +113,14 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
     try:
         qpeaks = reader.landmark_config.query_peaks
+        keep = settings.mixture.max_item_s
         if item.samples is not None:
             fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks,
-                                    envelope=reader.envelope_config)
+                                    envelope=reader.envelope_config, keep_spectrogram_s=keep)
         else:
             src = item.data if item.data is not None else item.path
             fa = fingerprint_source(src, reader.config, name=item.id, peaks=qpeaks,  # type: ignore[arg-type]
-                                    envelope=reader.envelope_config)
+                                    envelope=reader.envelope_config, keep_spectrogram_s=keep)
     except DecodeError as e:
         return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
     except (EarmarkError, MemoryError) as e:
@@ -150,4 +154,23 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
             fa.envelope, fp.duration, proposals, reader.envelope, reader.recordings, reader.envelope_config,
             settings.envelope, catalogue_frames=reader.envelope_frames_live,
             corroborate=lambda rec, off: alignment_evidence(fp, *reader.ref(rec), off, settings.null))
+    if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
+        matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, cands, reader, settings)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
+
+
+def _mixture_matches(peaks, spectrogram, duration: float, cands, reader: CatalogueReader,
+                     settings: ScanSettings) -> list[Match]:
+    """Is the whole item a recording under other sound? Checked at the alignments Chromaprint
+    proposes and at the timing-preserving landmark cells most anchors vote for."""
+    mc, tc = settings.mixture, reader.landmark_config.triplets
+    hits = lm_match.triplet_hits(triplets(peaks, tc, query=True), reader, tc)
+    step = reader.config.item_duration
+    proposals = [(rec, diag * step) for rec, diag, _votes in cands]
+    proposals += mix_match.timing_proposals(hits, mc.proposals)
+    pc = reader.landmark_config.peaks
+    item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
+    return mix_match.verify_alignments(
+        item, duration, proposals, reader.peak_map, reader.recordings, pc, mc,
+        catalogue_frames=reader.landmark_seconds / pc.frame_duration)
+
