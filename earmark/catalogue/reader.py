@@ -126,6 +126,7 @@ class CatalogueReader:
         self._live_mask[self._live[self._live < len(self._live_mask)]] = True
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
         self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
+        self.longest_duration_s = float(max((r.duration_s for r in self.recordings.values()), default=0.0))
         self.envelope_frames_live = sum(b - a for rid, (_, a, b) in self._where_env.items()
                                         if rid in self.recordings)
 

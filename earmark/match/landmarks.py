@@ -337,10 +337,10 @@ def _dedupe(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig
-           ) -> list[Candidate]:
+def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
+           hits_out: list[Hits] | None = None) -> list[Candidate]:
     """Candidates of every window of an item (its query peaks, its duration in seconds), strongest
-    first.
+    first. With ``hits_out``, every block's index hits are appended to it too (each hit once).
 
     Windows overlap, so the item is cut at every window edge into blocks, and each block's triplets
     are formed (from the peaks its anchors can reach) and looked up once; a window's Hough votes run
@@ -361,19 +361,22 @@ def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfi
                 q = triplets(Peaks(time=t[a:b], pitch=pitch[a:b], strength=strength[a:b]), tc, query=True)
                 q = q.select(np.flatnonzero((q.t1 >= b0) & (q.t1 < b1)))
                 cache[b0] = triplet_hits(q, index, tc, anchor_base=int(a))
+                if hits_out is not None:
+                    hits_out.append(cache[b0])
         hits = Hits.concat([cache[b0] for b0, _ in blocks])
         out += hough_candidates(hits, index, tc, hc, window=(w0, w1), n_windows=len(wins))
     return sorted(out, key=lambda c: (c.log10_fmp, -c.anchors, c.rec_id))
 
 
 def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings: dict[int, object],
-                tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None) -> list[Match]:
+                tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None,
+                hits_out: list[Hits] | None = None) -> list[Match]:
     """Landmark matches of one item: candidates at most ``max_fmp`` (default ``hc.max_fmp``) that
     span enough of the item, one per (recording, alignment), spans merged across windows, in item
-    order."""
+    order. ``hits_out`` collects the index hits (see :func:`search`)."""
     limit = math.log10(hc.max_fmp if max_fmp is None else max_fmp)
     min_span = max(hc.min_span_s, hc.min_span_fraction * min(duration, 10.0))
-    sig = [c for c in search(peaks, duration, index, tc, hc)
+    sig = [c for c in search(peaks, duration, index, tc, hc, hits_out=hits_out)
            if c.log10_fmp <= limit and c.query_end - c.query_start >= min_span]
     groups: list[list[Candidate]] = []
     for c in sig:

@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
 from scipy.special import gammainc
 
 from earmark.catalogue.store import Recording
@@ -110,15 +109,39 @@ class MixtureMatchConfig:
 @dataclass(frozen=True)
 class ItemPeaks:
     """What the verifier needs of an item, computed once: its dilated peak map (frames x bins), the
-    per-bin chance that a frame holds a peak there, and its log spectrogram's 3 x 3 maximum."""
+    per-bin chance that a frame holds a peak there, and its log spectrogram."""
 
     hit: np.ndarray  # bool frames x bins: an item peak within the tolerance
     occupancy: np.ndarray  # float per bin
-    level: np.ndarray  # float32 frames x bins, dB
+    spectrogram: np.ndarray  # frames x bins, dB
 
     @property
     def n_frames(self) -> int:
         return len(self.hit)
+
+    def level(self, frames: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """The item's loudest level (dB) within one frame and one bin of each cell."""
+        spec = self.spectrogram
+        n, nb = spec.shape
+        out = np.full(len(frames), -np.inf, np.float32)
+        for df in (-1, 0, 1):
+            f = np.clip(frames + df, 0, n - 1)
+            for db in (-1, 0, 1):
+                out = np.maximum(out, spec[f, np.clip(bins + db, 0, nb - 1)])
+        return out
+
+
+def _dilate(grid: np.ndarray, df: int, db: int) -> np.ndarray:
+    """Logical OR over a (2 df + 1) x (2 db + 1) neighbourhood, by shifted slices."""
+    out = grid.copy()
+    for s in range(1, db + 1):
+        out[:, s:] |= grid[:, :-s]
+        out[:, :-s] |= grid[:, s:]
+    across = out.copy()
+    for s in range(1, df + 1):
+        out[s:] |= across[:-s]
+        out[:-s] |= across[s:]
+    return out
 
 
 def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig, config: MixtureMatchConfig) -> ItemPeaks:
@@ -129,12 +152,9 @@ def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig, config: Mi
         f = np.round((np.asarray(peaks.time) - pc.n_fft / 2 / pc.sample_rate) / pc.frame_duration)
         b = np.round(np.asarray(peaks.pitch) * pc.bins_per_octave / 12.0)
         grid[np.clip(f, 0, n - 1).astype(np.int64), np.clip(b, 0, pc.n_bins - 1).astype(np.int64)] = True
-    size = (2 * config.tol_frames + 1, 2 * config.tol_bins + 1)
-    hit = ndimage.maximum_filter(grid, size=size, mode="constant", cval=False) if n else grid
+    hit = _dilate(grid, config.tol_frames, config.tol_bins)
     occupancy = hit.mean(axis=0) if n else np.zeros(pc.n_bins)
-    level = (ndimage.maximum_filter(np.asarray(spectrogram, np.float32), size=(3, 3), mode="nearest")
-             if n else np.zeros((0, pc.n_bins), np.float32))
-    return ItemPeaks(hit=hit, occupancy=occupancy, level=level)
+    return ItemPeaks(hit=hit, occupancy=occupancy, spectrogram=np.asarray(spectrogram))
 
 
 @dataclass(frozen=True)
@@ -165,39 +185,79 @@ def log10_fmp(tail: float, catalogue_frames: float, config: MixtureMatchConfig) 
     return min(0.0, tail + math.log10(tests))
 
 
-def evidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
-             offsets: np.ndarray, config: MixtureMatchConfig) -> Evidence | None:
-    """The best of ``offsets`` (frames) by coincidence tail, with its masking test; None when the
-    item faces the recording (``ref_frames`` long) at none of them for ``min_share`` of its
-    frames."""
+def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int, offs: np.ndarray,
+                  config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
+    """Per offset (frames, ascending): log10 tail, coincident and compared peaks, null mean, faced
+    item frames; and the first faced reference peak's index. None when no offset faces enough."""
+    n = item.n_frames
+    q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
+    ok = (q1 - q0) >= config.min_share * n
+    if n == 0 or not ok.any():
+        return None
+    offs, q0, q1 = offs[ok], q0[ok], q1[ok]
+    # every reference peak any of the offsets faces, against every offset (a few hundred x a few dozen)
+    a, b = np.searchsorted(frame, offs[0] + q0[0]), np.searchsorted(frame, offs[-1] + q1[-1])
+    if b <= a:
+        return None
+    f, fb = frame[a:b].astype(np.int64), bins[a:b].astype(np.int64)
+    qf = f[None, :] - offs[:, None]
+    faced = (qf >= q0[:, None]) & (qf < q1[:, None])
+    k = (item.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
+    mu = (item.occupancy[fb][None, :] * faced).sum(axis=1)
+    d = config.dispersion
+    with np.errstate(divide="ignore"):
+        tails = np.where(k > mu, np.log10(gammainc(k / d, np.maximum(mu, 1e-9) / d)), 0.0)
+    tails = np.maximum(tails, LOG10_FLOOR)
+    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, a
+
+
+def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
+                offsets: np.ndarray, config: MixtureMatchConfig) -> Evidence | None:
+    """The best of ``offsets`` (frames, ascending, consecutive) by coincidence tail; None when the
+    item faces the recording (``ref_frames`` long) at none of them for ``min_share`` of its frames.
+    The masking test is not run (``unmasked`` is NaN): see :func:`evidence`.
+
+    Every ``tol_frames + 1``-th offset is tried first (a copy's peaks coincide within the tolerance
+    at one of them), then every offset around the best of those."""
+    frame, bins = np.asarray(ref[0]), np.asarray(ref[1])
+    offs = np.asarray(offsets, np.int64)
+    step = config.tol_frames + 1
+    coarse = _coincidences(item, frame, bins, ref_frames, offs[::step], config) if step > 1 else None
+    if coarse is not None:
+        o = int(coarse[0][int(np.argmin(coarse[1]))])
+        offs = offs[(offs >= o - step + 1) & (offs <= o + step - 1)]
+    res = _coincidences(item, frame, bins, ref_frames, offs, config)
+    if res is None:
+        return None
+    offs, tails, k, compared, mu, faced, _ = res
+    i = int(np.argmin(tails))  # the first of equals: offsets ascend, so the result is deterministic
+    return Evidence(offset=int(offs[i]), compared=int(compared[i]), coincident=int(k[i]), expected=float(mu[i]),
+                    unmasked=math.nan, share=float(faced[i] / item.n_frames), log10_tail=float(tails[i]))
+
+
+def unmasked_share(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], offset: int,
+                   config: MixtureMatchConfig) -> float:
+    """The masking test at one offset: the share of the loud reference peaks the item faces that it
+    is ``unmasked_db`` quieter at than the median difference (see the module)."""
     frame, bins, level = (np.asarray(a) for a in ref)
     n = item.n_frames
-    best: Evidence | None = None
-    for o in np.asarray(offsets, np.int64):
-        q0, q1 = max(0, -int(o)), min(n, ref_frames - int(o))
-        if n == 0 or (q1 - q0) < config.min_share * n:
-            continue
-        a, b = np.searchsorted(frame, o + q0), np.searchsorted(frame, o + q1)
-        if b - a == 0:
-            continue
-        qf, qb = frame[a:b].astype(np.int64) - o, bins[a:b].astype(np.int64)
-        k = int(item.hit[qf, qb].sum())
-        mu = float(item.occupancy[qb].sum())
-        tail = log10_tail(k, mu, config.dispersion)
-        if best is None or tail < best.log10_tail:
-            best = Evidence(offset=int(o), compared=int(b - a), coincident=k, expected=mu, unmasked=1.0,
-                            share=(q1 - q0) / n, log10_tail=tail)
-    if best is None:
-        return None
-    o = best.offset
-    a = np.searchsorted(frame, o + max(0, -o))
-    b = np.searchsorted(frame, o + min(n, ref_frames - o))
-    qf, qb, lv = frame[a:b].astype(np.int64) - o, bins[a:b].astype(np.int64), level[a:b].astype(np.float32)
+    a, b = np.searchsorted(frame, offset + max(0, -offset)), np.searchsorted(frame, offset + n)
+    if b <= a:
+        return 1.0
+    qf, qb = frame[a:b].astype(np.int64) - offset, bins[a:b].astype(np.int64)
+    lv = level[a:b].astype(np.float32)
     loud = lv >= np.quantile(lv, config.loud_quantile)
-    d = item.level[qf[loud], qb[loud]] - lv[loud]
-    unmasked = float(np.mean(d < np.median(d) - config.unmasked_db)) if len(d) else 1.0
-    return Evidence(offset=o, compared=best.compared, coincident=best.coincident, expected=best.expected,
-                    unmasked=unmasked, share=best.share, log10_tail=best.log10_tail)
+    d = item.level(qf[loud], qb[loud]) - lv[loud]
+    return float(np.mean(d < np.median(d) - config.unmasked_db))
+
+
+def evidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
+             offsets: np.ndarray, config: MixtureMatchConfig) -> Evidence | None:
+    """:func:`coincidence` with the masking test at its best offset."""
+    ev = coincidence(item, ref, ref_frames, offsets, config)
+    if ev is None:
+        return None
+    return replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
 
 
 def timing_proposals(hits: Hits, n: int) -> list[tuple[int, float]]:
@@ -209,16 +269,16 @@ def timing_proposals(hits: Hits, n: int) -> list[tuple[int, float]]:
         return []
     rec, anchor = hits.rec[keep], hits.anchor[keep]
     cell = np.round((hits.tr[keep] - hits.tq[keep]) / PROPOSAL_CELL_S).astype(np.int64)
-    pairs = np.unique(np.stack([rec, cell, anchor]), axis=1)  # one vote per anchor and cell
-    cells, votes = np.unique(pairs[:2], axis=1, return_counts=True)
-    key = cells[0] * (1 << 32) + cells[1]
+    key = (rec << 32) + (cell + (1 << 31))  # recording, then offset cell (offsets may be negative)
+    pairs = np.unique(np.stack([key, anchor], axis=1).view(np.dtype((np.void, 16))))  # one vote per anchor
+    key, votes = np.unique(pairs.view(np.int64).reshape(-1, 2)[:, 0], return_counts=True)
     smooth = votes.astype(np.int64).copy()
     for d in (-1, 1):
         j = np.searchsorted(key, key + d)
         found = (j < len(key)) & (key[np.minimum(j, len(key) - 1)] == key + d)
         smooth[found] += votes[j[found]]
     order = np.lexsort((key, -smooth))[:n]
-    return [(int(cells[0][i]), float(cells[1][i] * PROPOSAL_CELL_S)) for i in order]
+    return [(int(key[i] >> 32), float(((key[i] & 0xFFFFFFFF) - (1 << 31)) * PROPOSAL_CELL_S)) for i in order]
 
 
 def verify_alignments(
@@ -245,12 +305,15 @@ def verify_alignments(
             continue
         tried.setdefault(rec_id, []).append(o0)
         ref_frames = int(recordings[rec_id].duration_s / fd)
-        ev = evidence(item, peak_map(rec_id), ref_frames,  # type: ignore[operator]
-                      np.arange(o0 - span, o0 + span + 1), config)
+        ref = peak_map(rec_id)  # type: ignore[operator]
+        ev = coincidence(item, ref, ref_frames, np.arange(o0 - span, o0 + span + 1), config)
         if ev is None:
             continue
         fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
-        if fmp10 <= math.log10(config.max_fmp) and ev.unmasked <= config.max_unmasked:
+        if fmp10 > math.log10(config.max_fmp):
+            continue
+        ev = replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
+        if ev.unmasked <= config.max_unmasked:
             found.append((fmp10, rec_id, ev))
     found.sort(key=lambda x: (x[0], x[1], x[2].offset))
     out: list[Match] = []

@@ -12,7 +12,6 @@ from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
-from earmark.fingerprint.landmarks import triplets
 from earmark.match import landmarks as lm_match
 from earmark.match import mixture as mix_match
 from earmark.match.chromaprint import (
@@ -143,8 +142,9 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
               if chroma_ok else [])
     lmc = reader.landmark_config
     hc = settings.landmarks
+    lm_hits: list[lm_match.Hits] = []
     lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
-                               max_fmp=hc.search_fmp)
+                               max_fmp=hc.search_fmp, hits_out=lm_hits)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
     if not matches and cands and fa.envelope is not None:
@@ -155,19 +155,23 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
             settings.envelope, catalogue_frames=reader.envelope_frames_live,
             corroborate=lambda rec, off: alignment_evidence(fp, *reader.ref(rec), off, settings.null))
     if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
-        matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, cands, reader, settings)
+        matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, cands, lm_hits, reader, settings)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
 
 
-def _mixture_matches(peaks, spectrogram, duration: float, cands, reader: CatalogueReader,
-                     settings: ScanSettings) -> list[Match]:
+def _mixture_matches(peaks, spectrogram, duration: float, cands, lm_hits: list[lm_match.Hits],
+                     reader: CatalogueReader, settings: ScanSettings) -> list[Match]:
     """Is the whole item a recording under other sound? Checked at the alignments Chromaprint
-    proposes and at the timing-preserving landmark cells most anchors vote for."""
-    mc, tc = settings.mixture, reader.landmark_config.triplets
-    hits = lm_match.triplet_hits(triplets(peaks, tc, query=True), reader, tc)
+    proposes and at the timing-preserving landmark cells most anchors vote for (among the hits the
+    landmark search looked up)."""
+    mc = settings.mixture
+    if mc.min_share * duration > reader.longest_duration_s:
+        return []  # no recording can face enough of the item
+    hits = lm_match.Hits.concat(lm_hits) if lm_hits else None
     step = reader.config.item_duration
     proposals = [(rec, diag * step) for rec, diag, _votes in cands]
-    proposals += mix_match.timing_proposals(hits, mc.proposals)
+    if hits is not None:
+        proposals += mix_match.timing_proposals(hits, mc.proposals)
     pc = reader.landmark_config.peaks
     item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
     return mix_match.verify_alignments(
