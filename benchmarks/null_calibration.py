@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Predicted versus observed chance-event rates of the landmark and envelope null models (issue 4,
-item 4).
+"""Predicted versus observed chance-event rates of the landmark, envelope and mixture null models
+(issue 4, item 4).
 
 Null items: every negative file of the benchmark (same-artist unregistered recordings, distractor
 music, speech, noise, silence, tones, sound effects) plus generated audio (seeded synthetic songs of
@@ -44,6 +44,14 @@ is not a test. Two tables:
   adjacent-offset correlation c(1) is compared with the correlation of neighbouring offsets' z scores
   measured over all tests.
 
+Mixture verifier (``earmark/match/mixture.py``). What is tested is the coincidence tail
+``log10_tail(k, mu, dispersion)`` of single reference peaks. For each null item long enough for the
+verifier, 100 offsets per recording are drawn at random (seeded by the item; every offset faces the
+whole item), and each is one test; the prediction at alpha is alpha x tests. Counted separately:
+the items that share nothing with the catalogue, and the same-artist recordings (shared material is
+not chance, and the masking test exists for it); and the events that also pass the masking test
+(``max_unmasked``), for which the prediction is an upper bound.
+
 A row is judged ("within 3x": yes / no) where the predicted or the observed count is at least 20.
 The fast version on generated audio against a synthetic catalogue is
 ``tests/test_envelope_null.py`` (the landmark one is in ``tests/test_landmarks.py``).
@@ -62,6 +70,7 @@ import argparse
 import json
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from multiprocessing import Pool
@@ -91,6 +100,7 @@ from earmark.match.envelope import (
     log10_tail,
     smear,
 )
+from earmark.match import mixture as mix
 from earmark.match.landmarks import HoughConfig
 from earmark.scan.worker import SILENT_DBFS
 
@@ -272,6 +282,80 @@ def item_envelope_tests(x: np.ndarray, sr: int, reader: CatalogueReader, inflati
     return tests, lf
 
 
+# -------------------------------------------------------------------------------- mixture verifier
+MIX_ALPHAS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+MIX_OFFSETS = 100
+
+
+@dataclass
+class MixtureTests:
+    """One null item's mixture chance tests: how many, and the events at each of ``MIX_ALPHAS``
+    (coincidence tail alone, and also passing the masking test)."""
+
+    tests: int = 0
+    events: list[int] = field(default_factory=lambda: [0] * len(MIX_ALPHAS))
+    masked_events: list[int] = field(default_factory=lambda: [0] * len(MIX_ALPHAS))
+
+
+def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
+                       config: mix.MixtureMatchConfig | None = None, offsets: int = MIX_OFFSETS) -> MixtureTests:
+    """Coincidence tails of ``x`` at ``offsets`` random whole-item offsets of every recording."""
+    config = config or mix.MixtureMatchConfig()
+    pc = reader.landmark_config.peaks
+    fa = fingerprint_samples(x, sr, reader.config, peaks=reader.landmark_config.query_peaks,
+                             keep_spectrogram_s=len(x) / sr + 1)
+    out = MixtureTests()
+    if fa.rms_dbfs < SILENT_DBFS or fa.spectrogram is None or not len(fa.peaks):  # type: ignore[arg-type]
+        return out
+    item = mix.item_peaks(fa.peaks, fa.spectrogram, pc, config)  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    for rid, rec in sorted(reader.recordings.items()):
+        ref_frames = int(rec.duration_s / pc.frame_duration)
+        if ref_frames <= item.n_frames:
+            continue
+        ref = reader.peak_map(rid)
+        for o in np.sort(rng.integers(0, ref_frames - item.n_frames, offsets)):
+            ev = mix.coincidence(item, ref, ref_frames, np.array([o]), config)
+            if ev is None or ev.compared == 0:
+                continue
+            out.tests += 1
+            if ev.log10_tail > math.log10(MIX_ALPHAS[0]):
+                continue
+            masked = mix.unmasked_share(item, ref, int(o), config) <= config.max_unmasked
+            for j, alpha in enumerate(MIX_ALPHAS):
+                if ev.log10_tail <= math.log10(alpha):
+                    out.events[j] += 1
+                    out.masked_events[j] += masked
+    return out
+
+
+def mixture_summary(res: list) -> dict[str, object]:
+    """Print the mixture verifier's table (unrelated items; same-artist items); return it."""
+    out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "offsets_per_recording": MIX_OFFSETS}
+    groups = {"unrelated": [r for r in res if r[0] != "neg_withheld_same_artist"],
+              "same_artist": [r for r in res if r[0] == "neg_withheld_same_artist"]}
+    print(f"\nmixture verifier: coincidence tails at {MIX_OFFSETS} random whole-item offsets per "
+          f"(null item, recording); dispersion {mix.MixtureMatchConfig().dispersion:g}")
+    for name, sel in groups.items():
+        tests = sum(r[6].tests for r in sel)
+        rows = []
+        print(f"  {name}: {len(sel)} items, {tests} tests")
+        print(f"  {'alpha':>6} {'predicted':>9} {'observed':>8} {'ratio':>6} {'masked':>6}  within 3x")
+        for j, alpha in enumerate(MIX_ALPHAS):
+            obs = sum(r[6].events[j] for r in sel)
+            masked = sum(r[6].masked_events[j] for r in sel)
+            pred = alpha * tests
+            ratio = obs / pred if pred else float("nan")
+            seen = max(obs, pred) >= 20
+            ok = seen and 1 / 3 <= ratio <= 3
+            print(f"  {alpha:6g} {pred:9.1f} {obs:8d} {ratio:6.2f} {masked:6d}  "
+                  f"{'yes' if ok else ('no' if seen else 'too few events')}")
+            rows.append({"alpha": alpha, "predicted": pred, "observed": obs, "ratio": ratio,
+                         "observed_passing_masking": masked})
+        out[name] = {"items": len(sel), "tests": tests, "rows": rows}
+    return out
+
+
 # ------------------------------------------------------------------------------------ benchmark
 def _init(cat: str, calibration: float, dispersion: float, inflation: float) -> None:
     _R["reader"] = CatalogueReader(cat)
@@ -291,7 +375,7 @@ def _generated(i: int, sr: int) -> np.ndarray:
     return synth.song(50_000 + i, duration=dur, sr=sr)
 
 
-def _job(task: tuple[str, str, int]) -> tuple[str, str, float, float, EnvelopeTests, float]:
+def _job(task: tuple[str, str, int]) -> tuple[str, str, float, float, EnvelopeTests, float, MixtureTests]:
     kind, ref, i = task
     reader: CatalogueReader = _R["reader"]  # type: ignore[assignment]
     cfg = reader.landmark_config
@@ -302,11 +386,12 @@ def _job(task: tuple[str, str, int]) -> tuple[str, str, float, float, EnvelopeTe
         try:
             x = decode(ref, sr=sr).samples
         except DecodeError:
-            return kind, ref, 0.0, 0.0, EnvelopeTests(), 0.0
+            return kind, ref, 0.0, 0.0, EnvelopeTests(), 0.0, MixtureTests()
     dur = len(x) / sr
     lf = strongest_log10_fmp(extract_peaks(x, cfg.query_peaks), dur, reader, cfg, _R["hough"])  # type: ignore[arg-type]
     env, env_lf = item_envelope_tests(x, sr, reader, _R["inflation"])  # type: ignore[arg-type]
-    return kind, ref, dur, lf, env, env_lf
+    mixt = item_mixture_tests(x, sr, reader, seed=i if kind == "generated" else zlib.crc32(ref.encode()))
+    return kind, ref, dur, lf, env, env_lf, mixt
 
 
 def main() -> None:
@@ -354,10 +439,11 @@ def main() -> None:
     print(f"calibration factor that would match observed to predicted at alpha 0.1: {fit:.3g}")
 
     envelope = envelope_summary(res, a.inflation, _reader_frames(a.catalogue))
+    mixture = mixture_summary(res)
     if a.json:
         a.json.write_text(json.dumps({"rows": [r.__dict__ for r in rows], "per_kind": per_kind,
                                       "fitted_at_0.1": fit, "calibration": a.calibration,
-                                      "envelope": envelope}, indent=1))
+                                      "envelope": envelope, "mixture": mixture}, indent=1))
 
 
 def _reader_frames(cat: Path) -> int:

@@ -2,7 +2,7 @@
 
 Everything is generated from fixed seeds (no downloads): a catalogue of songs with rights metadata,
 and a dataset that holds excerpts of some of them (re-encoded, quieter, noisy, in a medley, sped up,
-slowed down, in a reverberant room),
+slowed down, in a reverberant room, buried under louder music),
 unregistered songs by the same "artists", noise, silence and a broken file.
 """
 
@@ -95,6 +95,9 @@ def build_demo_data(root: Path) -> dict[str, set[str]]:
     # a copy played in a fully wet room (RT60 0.9 s, no direct sound)
     put("edits/f_room.wav", synth.reverberate(_excerpt(songs["DEMO005"], 25.0, 12.0), 11, sr=SR, rt60=0.9),
         {"DEMO005"})
+    # a copy buried 9 dB under other (unregistered) music
+    under = synth.same_artist_song(600, 2, duration=10.0, sr=SR)
+    put("edits/g_buried.wav", synth.mix_at_snr(_excerpt(songs["DEMO006"], 30.0, 10.0), under, -9), {"DEMO006"})
     # negative controls: same artists, not registered; noise; silence; a broken file
     for j in range(3):
         put(f"other/unregistered_{j}.wav", synth.same_artist_song(500 + j, j, duration=20.0, sr=SR), set())
@@ -142,6 +145,10 @@ def run_demo(
             if m.get("family") == "envelope":
                 line += (f"\n            whole item in a room: spectral envelope correlation "
                          f"{m['envelope_r']:.2f}, bit error rate {m['ber']:.2f} (envelope)")
+            if m.get("family") == "mixture":
+                line += (f"\n            whole item under other sound: {m['n_distinct']} of {m['n_items']} recording "
+                         f"peaks coincide, {100 * m['unmasked']:.1f} % of its loud peaks "
+                         "missing unmasked (mixture)")
         if rec["status"] in ("error", "no_signal"):
             line += f"  ({rec.get('error') or rec.get('reason')})"
         echo(line)

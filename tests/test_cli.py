@@ -291,3 +291,8 @@ def test_the_demo_finds_every_planted_recording_and_nothing_else(tmp_path):
     assert fast["transform"] == slow["transform"] == "speed"
     assert abs(fast["time_factor"] - 1.15) < 0.01 and abs(slow["time_factor"] - 0.92) < 0.01
     assert any("speed: time factor 1.150" in line for line in lines)
+    # the copy buried 9 dB under other music is found by the mixture verifier, at its place
+    (buried,) = [m for m in recs["edits/g_buried.wav"]["matches"] if not m["alternative"]]
+    assert (buried["track_id"], buried["family"]) == ("DEMO006", "mixture")
+    assert abs(buried["ref_start"] - 30.0) < 0.05 and buried["unmasked"] <= 0.05
+    assert any("whole item under other sound" in line for line in lines)

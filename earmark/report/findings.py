@@ -249,6 +249,9 @@ def _match_ref(rec: dict, m: dict) -> dict:
         "family": m.get("family", "chromaprint"),
         "anchors": m.get("anchors", 0),
         "envelope_r": m.get("envelope_r"),
+        "unmasked": m.get("unmasked"),
+        "peaks_compared": m.get("n_items", 0) if m.get("family") == "mixture" else None,
+        "peaks_coincident": m.get("n_distinct", 0) if m.get("family") == "mixture" else None,
         "time_factor": m.get("time_factor", 1.0),
         "pitch_st": m.get("pitch_st", 0.0),
     }
