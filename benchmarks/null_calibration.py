@@ -86,6 +86,7 @@ from earmark.errors import DecodeError
 from earmark.fingerprint.envelope import EnvelopeConfig, to_db
 from earmark.fingerprint.peaks import extract_peaks
 from earmark.fingerprint.pipeline import fingerprint_samples
+from earmark.match import mixture as mix
 from earmark.match.calibration import chance_events, fitted_calibration, strongest_log10_fmp
 from earmark.match.chromaprint import MatchConfig, candidate_diagonals
 from earmark.match.envelope import (
@@ -100,7 +101,6 @@ from earmark.match.envelope import (
     log10_tail,
     smear,
 )
-from earmark.match import mixture as mix
 from earmark.match.landmarks import HoughConfig
 from earmark.scan.worker import SILENT_DBFS
 
@@ -298,7 +298,8 @@ class MixtureTests:
 
 
 def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
-                       config: mix.MixtureMatchConfig | None = None, offsets: int = MIX_OFFSETS) -> MixtureTests:
+                       config: mix.MixtureMatchConfig | None = None,
+                       offsets: int = MIX_OFFSETS) -> MixtureTests:
     """Coincidence tails of ``x`` at ``offsets`` random whole-item offsets of every recording."""
     config = config or mix.MixtureMatchConfig()
     pc = reader.landmark_config.peaks

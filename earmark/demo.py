@@ -97,7 +97,8 @@ def build_demo_data(root: Path) -> dict[str, set[str]]:
         {"DEMO005"})
     # a copy buried 9 dB under other (unregistered) music
     under = synth.same_artist_song(600, 2, duration=10.0, sr=SR)
-    put("edits/g_buried.wav", synth.mix_at_snr(_excerpt(songs["DEMO006"], 30.0, 10.0), under, -9), {"DEMO006"})
+    buried = synth.mix_at_snr(_excerpt(songs["DEMO006"], 30.0, 10.0), under, -9)
+    put("edits/g_buried.wav", buried, {"DEMO006"})
     # negative controls: same artists, not registered; noise; silence; a broken file
     for j in range(3):
         put(f"other/unregistered_{j}.wav", synth.same_artist_song(500 + j, j, duration=20.0, sr=SR), set())
@@ -146,9 +147,9 @@ def run_demo(
                 line += (f"\n            whole item in a room: spectral envelope correlation "
                          f"{m['envelope_r']:.2f}, bit error rate {m['ber']:.2f} (envelope)")
             if m.get("family") == "mixture":
-                line += (f"\n            whole item under other sound: {m['n_distinct']} of {m['n_items']} recording "
-                         f"peaks coincide, {100 * m['unmasked']:.1f} % of its loud peaks "
-                         "missing unmasked (mixture)")
+                line += (f"\n            whole item under other sound: {m['n_distinct']} of "
+                         f"{m['n_items']} recording peaks coincide, {100 * m['unmasked']:.1f} % of its "
+                         "loud peaks missing unmasked (mixture)")
         if rec["status"] in ("error", "no_signal"):
             line += f"  ({rec.get('error') or rec.get('reason')})"
         echo(line)

@@ -212,7 +212,8 @@ def test_scan_thresholds_from_the_command_line_are_in_force_and_recorded(library
     out = tmp_path / "scan"
     result = run("scan", cli_datasets["pos"], "-c", library.catalogue, "-o", out, "-j", "1",
                  "--landmark-max-fmp", "1e-300", "--landmark-copy-fmp", "1e-299", "--max-fmp", "1e-300",
-                 "--envelope-max-fmp", "1e-298", "--mixture-max-fmp", "1e-297", "--mixture-max-unmasked", "0.01")
+                 "--envelope-max-fmp", "1e-298", "--mixture-max-fmp", "1e-297",
+                 "--mixture-max-unmasked", "0.01")
     assert result.exit_code == 0, result.output  # nothing is that certain: the hit is not reported
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     landmarks = settings["landmarks"]

@@ -171,12 +171,12 @@ def test_an_envelope_match_is_summarised_by_its_correlation_and_bits() -> None:
 
 def test_a_mixture_match_is_summarised_by_its_peaks_and_masking() -> None:
     records = [_record("/data/under_talk.mp3", "match", [
-        _match("T001", 0.0, 10.0, 40.0, 50.0, 19.4, family="mixture", ber=None, n_items=279, n_distinct=124,
-               unmasked=0.0048)], duration=10.0)]
+        _match("T001", 0.0, 10.0, 40.0, 50.0, 19.4, family="mixture", ber=None, n_items=279,
+               n_distinct=124, unmasked=0.0048)], duration=10.0)]
     html = render_html(findings=_findings(records), records=records, manifest=MANIFEST, methods=METHODS)
     text = re.sub(r"\s+", " ", " ".join(_Page(html).text))
-    assert ("score 19.4, 124 of the recording's 279 spectral peaks found in the item, 0.5 % of its loud peaks missing "
-            "where nothing could hide them, over the whole item") in text
+    assert ("score 19.4, 124 of the recording's 279 spectral peaks found in the item, 0.5 % of its loud "
+            "peaks missing where nothing could hide them, over the whole item") in text
     assert "spectral peaks found" not in re.sub(r"\s+", " ", " ".join(_Page(_render()).text))
 
 

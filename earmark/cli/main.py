@@ -22,8 +22,8 @@ from earmark import __version__
 from earmark.errors import EarmarkError
 from earmark.match.chromaprint import MatchConfig
 from earmark.match.envelope import EnvelopeMatchConfig
-from earmark.match.mixture import MixtureMatchConfig
 from earmark.match.landmarks import HoughConfig
+from earmark.match.mixture import MixtureMatchConfig
 
 EXIT_OK, EXIT_FOUND, EXIT_FAILED = 0, 1, 2
 

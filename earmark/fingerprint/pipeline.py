@@ -91,7 +91,8 @@ def fingerprint_samples(
                       declared_duration=len(samples) / sr if sr else None)
     spec = log_spectrogram(x, peaks) if peaks is not None else None
     kept = None
-    if spec is not None and len(x) <= keep_spectrogram_s * config.sample_rate:
+    limit = int(keep_spectrogram_s * peaks.sample_rate / peaks.hop) if peaks is not None else 0  # frames
+    if spec is not None and keep_spectrogram_s > 0 and len(spec) <= limit:  # PeakStream's limit
         kept = spec.astype(np.float16)
     return FingerprintedAudio(
         fingerprint=fp,

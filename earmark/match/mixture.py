@@ -104,6 +104,8 @@ class MixtureMatchConfig:
             raise ParameterError("tolerances and proposals must be >= 0, dispersion >= 1")
         if not 0.0 < self.min_share <= 1.0:
             raise ParameterError(f"min_share={self.min_share} must be in (0, 1]")
+        if self.search_s < 0 or self.unmasked_db < 0 or self.max_item_s < 0:
+            raise ParameterError("search_s, unmasked_db and max_item_s must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def _dilate(grid: np.ndarray, df: int, db: int) -> np.ndarray:
     return out
 
 
-def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig, config: MixtureMatchConfig) -> ItemPeaks:
+def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig,
+               config: MixtureMatchConfig) -> ItemPeaks:
     """Prepare an item's peaks (any picker's) and its kept spectrogram for :func:`evidence`."""
     n = len(spectrogram)
     grid = np.zeros((n, pc.n_bins), bool)
@@ -231,8 +234,9 @@ def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
         return None
     offs, tails, k, compared, mu, faced, _ = res
     i = int(np.argmin(tails))  # the first of equals: offsets ascend, so the result is deterministic
-    return Evidence(offset=int(offs[i]), compared=int(compared[i]), coincident=int(k[i]), expected=float(mu[i]),
-                    unmasked=math.nan, share=float(faced[i] / item.n_frames), log10_tail=float(tails[i]))
+    return Evidence(offset=int(offs[i]), compared=int(compared[i]), coincident=int(k[i]),
+                    expected=float(mu[i]), unmasked=math.nan, share=float(faced[i] / item.n_frames),
+                    log10_tail=float(tails[i]))
 
 
 def unmasked_share(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], offset: int,
