@@ -85,7 +85,7 @@ class MatchConfig:
     k: int = 8
     max_window_distance: int = 96
     max_candidates: int = 48
-    query_stride: int = 2
+    query_stride: int = 3
     smooth_items: int = 16
     span_ber: float = 0.36
     trim_ber: float = 0.38

@@ -46,6 +46,8 @@ from earmark.match.model import Match
 
 #: Width in seconds of the offset cells that timing-preserving landmark hits vote in.
 PROPOSAL_CELL_S = 0.25
+#: Landmark hits whose time factor is within 3 % (in log) of 1 keep the recording's speed.
+_FACTOR_LO, _FACTOR_HI = math.exp(-0.03), math.exp(0.03)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class MixtureMatchConfig:
         Share of the item that must face the recording at the alignment.
     proposals : int
         Timing-preserving landmark cells proposed per item, by votes.
+    chroma_proposals : int
+        Chromaprint's most voted candidate alignments proposed per item.
     dispersion : float
         Clump size of chance coincidences (quasi-Poisson); fitted on non-catalogue audio.
     max_item_s : float
@@ -92,6 +96,7 @@ class MixtureMatchConfig:
     search_s: float = 0.3
     min_share: float = 0.9
     proposals: int = 32
+    chroma_proposals: int = 12
     dispersion: float = 1.0
     max_item_s: float = 900.0
 
@@ -264,18 +269,24 @@ def evidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], re
     return replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
 
 
-def timing_proposals(hits: Hits, n: int) -> list[tuple[int, float]]:
+def timing_proposals(hits: Hits | Iterable[Hits], n: int) -> list[tuple[int, float]]:
     """The ``n`` (recording, offset in seconds) cells that most distinct item anchors vote for among
-    landmark hits that keep the recording's speed and pitch (a cell's votes include its two
-    neighbours'), strongest first."""
-    keep = (np.abs(np.log(hits.factor)) < 0.03) & (np.abs(hits.shift) < 0.5)
-    if n <= 0 or not keep.any():
+    landmark hits (one set, or blocks of them) that keep the recording's speed and pitch (a cell's
+    votes include its two neighbours'), strongest first."""
+    keys, anchors = [], []
+    for h in [hits] if isinstance(hits, Hits) else hits:
+        keep = np.flatnonzero((h.factor > _FACTOR_LO) & (h.factor < _FACTOR_HI) & (np.abs(h.shift) < 0.5))
+        cell = np.round((h.tr[keep] - h.tq[keep]) / PROPOSAL_CELL_S).astype(np.int64)
+        keys.append((h.rec[keep] << 32) + (cell + (1 << 31)))  # recording, then offset cell (may be < 0)
+        anchors.append(h.anchor[keep])
+    key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    if n <= 0 or not len(key):
         return []
-    rec, anchor = hits.rec[keep], hits.anchor[keep]
-    cell = np.round((hits.tr[keep] - hits.tq[keep]) / PROPOSAL_CELL_S).astype(np.int64)
-    key = (rec << 32) + (cell + (1 << 31))  # recording, then offset cell (offsets may be negative)
-    pairs = np.unique(np.stack([key, anchor], axis=1).view(np.dtype((np.void, 16))))  # one vote per anchor
-    key, votes = np.unique(pairs.view(np.int64).reshape(-1, 2)[:, 0], return_counts=True)
+    anchor = np.concatenate(anchors)
+    order = np.lexsort((anchor, key))
+    key, anchor = key[order], anchor[order]
+    first = np.r_[True, (key[1:] != key[:-1]) | (anchor[1:] != anchor[:-1])]  # one vote per anchor
+    key, votes = np.unique(key[first], return_counts=True)
     smooth = votes.astype(np.int64).copy()
     for d in (-1, 1):
         j = np.searchsorted(key, key + d)

@@ -167,11 +167,9 @@ def _mixture_matches(peaks, spectrogram, duration: float, cands, lm_hits: list[l
     mc = settings.mixture
     if mc.min_share * duration > reader.longest_duration_s:
         return []  # no recording can face enough of the item
-    hits = lm_match.Hits.concat(lm_hits) if lm_hits else None
     step = reader.config.item_duration
-    proposals = [(rec, diag * step) for rec, diag, _votes in cands]
-    if hits is not None:
-        proposals += mix_match.timing_proposals(hits, mc.proposals)
+    proposals = [(rec, diag * step) for rec, diag, _votes in cands[: mc.chroma_proposals]]
+    proposals += mix_match.timing_proposals(lm_hits, mc.proposals)
     pc = reader.landmark_config.peaks
     item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
     return mix_match.verify_alignments(
