@@ -2,8 +2,9 @@
 """verify-match on matches of a scan chosen by seed: each must be reproduced (offsets within 0.1 s),
 and must fail when checked against a wrong recording or after one byte of the item changes.
 
-Usage: verify_matches.py SCAN_DIR [--n 20] [--seed 1]
-The byte-change check copies each chosen item (a local file) to a scratch folder.
+Usage: verify_matches.py SCAN_DIR [--n 20] [--seed 1] [--family F]
+The byte-change check copies each chosen item (a local file) to a scratch folder. With ``--family``,
+every item with a (non-alternative) match that family found is checked instead of a sample.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ def main() -> None:
     ap.add_argument("scan_dir", type=Path)
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--family", help="check every item with a match this family found")
     a = ap.parse_args()
     records = read_report(a.scan_dir)
     manifest = json.loads((a.scan_dir / "manifest.json").read_text())
     source = Path(manifest["source"])
     matched = [r for r in records if r["status"] == "match" and "::" not in r["file"]]
-    chosen = random.Random(a.seed).sample(matched, min(a.n, len(matched)))
+    if a.family:
+        chosen = [r for r in matched
+                  if any(m.get("family") == a.family and not m.get("alternative") for m in r["matches"])]
+    else:
+        chosen = random.Random(a.seed).sample(matched, min(a.n, len(matched)))
     all_tracks = sorted({m["track_id"] for r in records for m in r["matches"]})
     res = {"reproduced": 0, "wrong_recording_failed": 0, "changed_byte_failed": 0, "n": len(chosen)}
     for r in chosen:

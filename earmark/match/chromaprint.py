@@ -44,7 +44,9 @@ class MatchConfig:
     max_window_distance : int
         Neighbours farther than this (bits of 256) cast no vote.
     max_candidates : int
-        Diagonals verified per item, the most voted first.
+        Candidate diagonals per item, the most voted first (the whole-item verifiers try them all).
+    max_verified : int
+        Of them, the most voted that Chromaprint itself verifies along their whole diagonal.
     query_stride : int
         Candidates are retrieved for every ``query_stride``-th item of the query only. Windows
         span ``window_width`` items, so every item is still covered, and each alignment is then
@@ -85,6 +87,7 @@ class MatchConfig:
     k: int = 8
     max_window_distance: int = 96
     max_candidates: int = 48
+    max_verified: int = 24
     query_stride: int = 3
     smooth_items: int = 16
     span_ber: float = 0.36
@@ -413,7 +416,7 @@ def match_fingerprint(
     spans: list[Span] = []
     if candidates is None:
         candidates = candidate_diagonals(fp, reader, config)
-    for rec_id, diag, _votes in candidates:
+    for rec_id, diag, _votes in candidates[: config.max_verified]:
         r_codes, r_active = reader.ref(rec_id)
         spans += verify_diagonal(fp, r_codes, r_active, rec_id, diag, config, null,
                                  catalogue_items=reader.n_items_live)
