@@ -19,8 +19,9 @@ LIMITATIONS = (
     "alignments the Chromaprint and landmark indexes propose. It finds whole copies under speech or "
     "louder music; a buried copy that fills only part of an item, or that was also sped up or "
     "pitch-shifted, is not found by it. Its false-match probability counts chance coincidences of "
-    "spectral peaks and was checked against observed chance rates on non-catalogue audio down to about "
-    "1e-4; smaller values are bounds from the model. Recordings of one artist that share material "
+    "spectral peaks under a Poisson model that agrees with observed chance rates on unrelated audio "
+    "down to about 1e-5 but under-predicts them about 9-fold at 1e-6: its smaller values are "
+    "extrapolations and likely too small, so read them as the strength of the coincidences. Recordings of one artist that share material "
     "coincide far beyond chance: what keeps them out is the masking test (the item must be at least as "
     "loud wherever the recording has a loud peak), whose threshold was chosen on the public benchmark "
     "and confirmed on a second one.",
