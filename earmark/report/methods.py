@@ -22,9 +22,9 @@ LIMITATIONS = (
     "spectral peaks under a Poisson model that agrees with observed chance rates on unrelated audio "
     "down to about 1e-5 but under-predicts them about 9-fold at 1e-6: its smaller values are "
     "extrapolations and likely too small, so read them as the strength of the coincidences. "
-    "Recordings of one artist that share material coincide far beyond chance: what keeps them out is the masking test (the item must be at least as "
-    "loud wherever the recording has a loud peak), whose threshold was chosen on the public benchmark "
-    "and confirmed on a second one.",
+    "Recordings of one artist that share material coincide far beyond chance: what keeps them out "
+    "is the masking test (the item must be at least as loud wherever the recording has a loud "
+    "peak), whose threshold was chosen on the public benchmark and confirmed on a second one.",
     "A match found by the spectral envelope alone (family 'envelope') covers the whole item: it is "
     "sought only where neither other family placed anything, at alignments the Chromaprint index "
     "proposes and at the recording's own timing, and the Chromaprint bits must also agree beyond chance "
