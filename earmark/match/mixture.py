@@ -12,10 +12,13 @@ Evidence, for the recording's stored peaks that the item faces at the alignment:
    frames and ``tol_bins`` log-frequency bins. Under the null (the item unrelated to the
    recording) a reference peak in bin ``b`` finds one with the probability ``p_b`` that a random
    frame of the item has one there (the item's own peak occupancy, per bin), so ``k`` has mean
-   ``mu = sum p_b``. Chance coincidences come in clumps (music repeats itself), so ``k`` is counted
-   in clumps of ``dispersion`` peaks (quasi-Poisson, fitted on non-catalogue audio by
-   ``benchmarks/null_calibration.py``), and the tail is multiplied by every distinguishable offset
-   of the catalogue (Bonferroni).
+   ``mu = sum p_b``. Chance coincidences come in clumps (notes are held, music repeats itself), and
+   more so between some pairs (two pieces in one key and metre) than others, so ``k`` is counted in
+   clumps of the *pair's own* dispersion: the variance of ``k - mu`` over ``background_offsets``
+   offsets spread evenly over the recording, divided by the mean ``mu`` (at least ``dispersion``),
+   a local background like the landmark family's (quasi-Poisson; checked on non-catalogue audio by
+   ``benchmarks/null_calibration.py``). The tail is multiplied by every distinguishable offset of
+   the catalogue (Bonferroni).
 2. **Masking.** An item that holds the recording under other sound is the recording plus something:
    wherever the recording has a peak, the item is at least as loud (less a fixed gain). So the item's
    level at each loud reference peak, less the peak's own level, is compared with its median over the
@@ -81,7 +84,9 @@ class MixtureMatchConfig:
     chroma_proposals : int
         Chromaprint's most voted candidate alignments proposed per item.
     dispersion : float
-        Clump size of chance coincidences (quasi-Poisson); fitted on non-catalogue audio.
+        Smallest clump size of chance coincidences (quasi-Poisson): a pair's own is measured.
+    background_offsets : int
+        Offsets of the recording at which a pair's own dispersion is measured.
     max_item_s : float
         Longer items are not verified (their spectrogram is not kept; a whole-item test would need
         a recording longer still).
@@ -98,6 +103,7 @@ class MixtureMatchConfig:
     proposals: int = 32
     chroma_proposals: int = 12
     dispersion: float = 1.0
+    background_offsets: int = 32
     max_item_s: float = 900.0
 
     def __post_init__(self) -> None:
@@ -109,6 +115,8 @@ class MixtureMatchConfig:
             raise ParameterError("tolerances and proposals must be >= 0, dispersion >= 1")
         if not 0.0 < self.min_share <= 1.0:
             raise ParameterError(f"min_share={self.min_share} must be in (0, 1]")
+        if self.background_offsets < 2:
+            raise ParameterError("background_offsets must be at least 2")
         if self.search_s < 0 or self.unmasked_db < 0 or self.max_item_s < 0:
             raise ParameterError("search_s, unmasked_db and max_item_s must be >= 0")
 
@@ -244,6 +252,24 @@ def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
                     log10_tail=float(tails[i]))
 
 
+def local_dispersion(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
+                     config: MixtureMatchConfig) -> float:
+    """The pair's own clump size of chance coincidences: ``var(k - mu) / mean(mu)`` over
+    ``background_offsets`` whole-item offsets spread evenly over the recording (at least
+    ``config.dispersion``). A copy's own place is one of many and barely moves it; two pieces that
+    agree in key and metre everywhere raise it, and with it every tail between them."""
+    n = item.n_frames
+    if n == 0 or ref_frames <= n:
+        return config.dispersion
+    offs = np.unique(np.linspace(0, ref_frames - n, config.background_offsets).astype(np.int64))
+    res = _coincidences(item, np.asarray(ref[0]), np.asarray(ref[1]), ref_frames, offs,
+                        replace(config, min_share=1.0))
+    if res is None or len(res[0]) < 2:
+        return config.dispersion
+    _, _, k, _, mu, _, _ = res
+    return max(config.dispersion, float(np.var(k - mu) / max(float(np.mean(mu)), 1e-9)))
+
+
 def unmasked_share(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], offset: int,
                    config: MixtureMatchConfig) -> float:
     """The masking test at one offset: the share of the loud reference peaks the item faces that it
@@ -327,6 +353,12 @@ def verify_alignments(
         fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
         if fmp10 > math.log10(config.max_fmp):
             continue
+        d = local_dispersion(item, ref, ref_frames, config)  # only weakens the tail: only now
+        if d > config.dispersion:
+            ev = replace(ev, log10_tail=log10_tail(ev.coincident, ev.expected, d))
+            fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
+            if fmp10 > math.log10(config.max_fmp):
+                continue
         ev = replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
         if ev.unmasked <= config.max_unmasked:
             found.append((fmp10, rec_id, ev))
