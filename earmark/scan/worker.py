@@ -112,7 +112,9 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
     try:
         qpeaks = reader.landmark_config.query_peaks
-        keep = settings.mixture.max_item_s
+        # the mixture verifier's spectrogram, for items some recording can face for min_share
+        mix = settings.mixture
+        keep = min(mix.max_item_s, reader.longest_duration_s / mix.min_share)
         if item.samples is not None:
             fa = fingerprint_samples(item.samples, item.sample_rate, reader.config, peaks=qpeaks,
                                     envelope=reader.envelope_config, keep_spectrogram_s=keep)
@@ -165,8 +167,6 @@ def _mixture_matches(peaks, spectrogram, duration: float, cands, lm_hits: list[l
     proposes and at the timing-preserving landmark cells most anchors vote for (among the hits the
     landmark search looked up)."""
     mc = settings.mixture
-    if mc.min_share * duration > reader.longest_duration_s:
-        return []  # no recording can face enough of the item
     step = reader.config.item_duration
     proposals = [(rec, diag * step) for rec, diag, _votes in cands[: mc.chroma_proposals]]
     proposals += mix_match.timing_proposals(lm_hits, mc.proposals)
