@@ -51,7 +51,7 @@ from earmark.errors import CatalogueError, DecodeError, ParamsMismatchError
 from earmark.fileio import atomic_write_text, sha256_file, utc_now
 from earmark.fingerprint import chromaprint, envelope, landmarks
 from earmark.fingerprint.base import FORMAT_VERSION, Fingerprint
-from earmark.fingerprint.peaks import PeakConfig, Peaks
+from earmark.fingerprint.peaks import PeakConfig, Peaks, peak_cells
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.index import FaissBinaryIndex, pack_windows, window_ok
 from earmark.index.postings import Postings
@@ -209,11 +209,9 @@ def _fingerprint_spec(
 def peak_map(peaks: Peaks, config: PeakConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A recording's peaks as stored: the spectrogram frame and log-frequency bin of each peak's
     cell (its interpolated position rounded) and the level there, in time order."""
-    frame = np.round((peaks.time - config.n_fft / 2 / config.sample_rate) / config.frame_duration)
-    bins = np.round(np.asarray(peaks.pitch) * config.bins_per_octave / 12.0)
+    frame, bins = peak_cells(peaks, config)
     level = peaks.level if peaks.level is not None else np.zeros(len(peaks), np.float32)
-    return (np.maximum(frame, 0).astype(np.uint32), np.clip(bins, 0, config.n_bins - 1).astype(np.uint8),
-            np.asarray(level).astype(np.float16))
+    return frame.astype(np.uint32), bins.astype(np.uint8), np.asarray(level).astype(np.float16)
 
 
 def stop_listed(keys: np.ndarray) -> np.ndarray:

@@ -210,6 +210,14 @@ def pick_peaks(spec_db: np.ndarray, config: PeakConfig, *, silence_db: float = -
                  strength=c[order].astype(np.float32), level=spec_db[t, b][order].astype(np.float32))
 
 
+def peak_cells(peaks: Peaks, config: PeakConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The spectrogram cell of each peak: its frame and log-frequency bin (its interpolated position
+    rounded; int64, frame at least 0, bin within the bins)."""
+    frame = np.round((np.asarray(peaks.time) - config.n_fft / 2 / config.sample_rate) / config.frame_duration)
+    bins = np.round(np.asarray(peaks.pitch) * config.bins_per_octave / 12.0)
+    return np.maximum(frame, 0).astype(np.int64), np.clip(bins, 0, config.n_bins - 1).astype(np.int64)
+
+
 def _no_peaks() -> Peaks:
     z = np.zeros(0)
     return Peaks(z, z, np.zeros(0, np.float32), np.zeros(0, np.float32))

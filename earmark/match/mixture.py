@@ -43,7 +43,7 @@ from scipy.special import gammainc
 
 from earmark.catalogue.store import Recording
 from earmark.errors import ParameterError
-from earmark.fingerprint.peaks import PeakConfig, Peaks
+from earmark.fingerprint.peaks import PeakConfig, Peaks, peak_cells
 from earmark.match.landmarks import LOG10_FLOOR, Hits
 from earmark.match.model import Match
 
@@ -165,9 +165,8 @@ def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig,
     n = len(spectrogram)
     grid = np.zeros((n, pc.n_bins), bool)
     if n and len(peaks):
-        f = np.round((np.asarray(peaks.time) - pc.n_fft / 2 / pc.sample_rate) / pc.frame_duration)
-        b = np.round(np.asarray(peaks.pitch) * pc.bins_per_octave / 12.0)
-        grid[np.clip(f, 0, n - 1).astype(np.int64), np.clip(b, 0, pc.n_bins - 1).astype(np.int64)] = True
+        f, b = peak_cells(peaks, pc)
+        grid[np.minimum(f, n - 1), b] = True
     hit = _dilate(grid, config.tol_frames, config.tol_bins)
     occupancy = hit.mean(axis=0) if n else np.zeros(pc.n_bins)
     return ItemPeaks(hit=hit, occupancy=occupancy, spectrogram=np.asarray(spectrogram))
