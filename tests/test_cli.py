@@ -220,6 +220,9 @@ def test_scan_thresholds_from_the_command_line_are_in_force_and_recorded(library
     assert (landmarks["max_fmp"], landmarks["copy_fmp"]) == (1e-300, 1e-299)
     assert settings["envelope"]["max_fmp"] == 1e-298
     assert (settings["mixture"]["max_fmp"], settings["mixture"]["max_unmasked"]) == (1e-297, 0.01)
+    assert settings["match"]["max_fmp"] == 1e-300
+    # options not given keep their defaults
+    assert settings["landmarks"]["confirm_fmp"] == 1e-6 and settings["mixture"]["unmasked_db"] == 6.0
 
 
 def test_scan_with_a_missing_catalogue_exits_2(cli_datasets, tmp_path):

@@ -278,18 +278,17 @@ def scan(dataset: str, cat_path: Path, out_dir: Path, workers: int | None, overw
     from earmark.sources import Limits
 
     settings = ScanSettings(limits=Limits(audio_column=audio_column))
-    if max_fmp is not None:
-        settings = replace(settings, match=replace(settings.match, max_fmp=max_fmp))
-    if landmark_max_fmp is not None:
-        settings = replace(settings, landmarks=replace(settings.landmarks, max_fmp=landmark_max_fmp))
-    if landmark_copy_fmp is not None:
-        settings = replace(settings, landmarks=replace(settings.landmarks, copy_fmp=landmark_copy_fmp))
-    if envelope_max_fmp is not None:
-        settings = replace(settings, envelope=replace(settings.envelope, max_fmp=envelope_max_fmp))
-    if mixture_max_fmp is not None:
-        settings = replace(settings, mixture=replace(settings.mixture, max_fmp=mixture_max_fmp))
-    if mixture_max_unmasked is not None:
-        settings = replace(settings, mixture=replace(settings.mixture, max_unmasked=mixture_max_unmasked))
+    overrides = {  # (part of the settings, field): the option's value, None when not given
+        ("match", "max_fmp"): max_fmp,
+        ("landmarks", "max_fmp"): landmark_max_fmp,
+        ("landmarks", "copy_fmp"): landmark_copy_fmp,
+        ("envelope", "max_fmp"): envelope_max_fmp,
+        ("mixture", "max_fmp"): mixture_max_fmp,
+        ("mixture", "max_unmasked"): mixture_max_unmasked,
+    }
+    for (part, name), value in overrides.items():
+        if value is not None:
+            settings = replace(settings, **{part: replace(getattr(settings, part), **{name: value})})
     bar = Progress("scanning")
     found = [0]
 
