@@ -234,6 +234,14 @@ def test_a_folder_that_is_not_a_catalogue_is_refused(tmp_path):
         Catalogue.open(tmp_path)
 
 
+def test_a_catalogue_of_an_older_format_is_refused_with_what_to_do(catalogue_copy):
+    manifest = json.loads((catalogue_copy / "manifest.json").read_text())
+    manifest["format_version"] = 3  # before segments stored each recording's peaks
+    (catalogue_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CatalogueError, match=r"format version 3 is not supported .*re-register"):
+        Catalogue.open(catalogue_copy)
+
+
 def test_a_catalogue_without_its_database_is_refused(catalogue_copy):
     (catalogue_copy / "catalogue.sqlite").unlink()
     with pytest.raises(CatalogueError, match="catalogue.sqlite is missing"):

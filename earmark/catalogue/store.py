@@ -310,7 +310,8 @@ class Catalogue:
         if manifest.get("format_version") != CATALOGUE_VERSION:
             raise CatalogueError(
                 f"{root}: catalogue format version {manifest.get('format_version')} is not supported "
-                f"(this earmark reads version {CATALOGUE_VERSION})"
+                f"(this earmark reads version {CATALOGUE_VERSION}); re-register its recordings into a new "
+                "catalogue with this version"
             )
         fam = manifest["families"][chromaprint.FAMILY]
         stored = chromaprint.ChromaprintConfig(**fam["config"])
