@@ -149,27 +149,28 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
                                max_fmp=hc.search_fmp, hits_out=lm_hits)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
-    if not matches and cands and fa.envelope is not None:
+    # Chromaprint's candidates as (recording, offset in seconds): what the whole-item verifiers try
+    proposals = [(rec, diag * fp.item_duration) for rec, diag, _votes in cands]
+    if not matches and proposals and fa.envelope is not None:
         # neither family placed anything: is the whole item a copy too smeared for both (a room)?
-        proposals = [(rec, diag * fp.item_duration) for rec, diag, _votes in cands]
         matches = env_match.verify_alignments(
             fa.envelope, fp.duration, proposals, reader.envelope, reader.recordings, reader.envelope_config,
             settings.envelope, catalogue_frames=reader.envelope_frames_live,
             corroborate=lambda rec, off: alignment_evidence(fp, *reader.ref(rec), off, settings.null))
     if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
-        matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, cands, lm_hits, reader, settings)
+        matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
+                                   settings)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
 
 
-def _mixture_matches(peaks, spectrogram, duration: float, cands, lm_hits: list[lm_match.Hits],
-                     reader: CatalogueReader, settings: ScanSettings) -> list[Match]:
-    """Is the whole item a recording under other sound? Checked at the alignments Chromaprint
-    proposes and at the timing-preserving landmark cells most anchors vote for (among the hits the
-    landmark search looked up)."""
+def _mixture_matches(peaks, spectrogram, duration: float, chroma: list[tuple[int, float]],
+                     lm_hits: list[lm_match.Hits], reader: CatalogueReader,
+                     settings: ScanSettings) -> list[Match]:
+    """Is the whole item a recording under other sound? Checked at the best of Chromaprint's proposed
+    alignments ``chroma`` and at the timing-preserving landmark cells most anchors vote for (among the
+    hits the landmark search looked up)."""
     mc = settings.mixture
-    step = reader.config.item_duration
-    proposals = [(rec, diag * step) for rec, diag, _votes in cands[: mc.chroma_proposals]]
-    proposals += mix_match.timing_proposals(lm_hits, mc.proposals)
+    proposals = chroma[: mc.chroma_proposals] + mix_match.timing_proposals(lm_hits, mc.proposals)
     pc = reader.landmark_config.peaks
     item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
     return mix_match.verify_alignments(
