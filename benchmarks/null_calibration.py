@@ -48,8 +48,8 @@ Mixture verifier (``earmark/match/mixture.py``). What is tested is the coinciden
 ``log10_tail(k, mu, dispersion)`` of single reference peaks. For each null item long enough for the
 verifier, 100 offsets per recording are drawn at random (seeded by the item; every offset faces the
 whole item), and each is one test, its tail taken at the pair's own dispersion (``local_dispersion``,
-measured at other, evenly spaced offsets, as the verifier does); the prediction at alpha is alpha x
-tests. Counted separately:
+measured at other, evenly spaced offsets, never below independent peaks' at the offset:
+``pair_tail``, as the verifier does); the prediction at alpha is alpha x tests. Counted separately:
 the items that share nothing with the catalogue, and the same-artist recordings (shared material is
 not chance, and the masking test exists for it); and the events that also pass the masking test
 (``max_unmasked``), for which the prediction is an upper bound.
@@ -317,13 +317,13 @@ def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
         if ref_frames <= item.n_frames:
             continue
         ref = reader.peak_map(rid)
-        d = mix.local_dispersion(item, ref, ref_frames, config)  # the pair's own, as the verifier's
+        local = mix.local_dispersion(item, ref, ref_frames, config)  # the pair's own, as the verifier's
         for o in np.sort(rng.integers(0, ref_frames - item.n_frames, offsets)):
             ev = mix.coincidence(item, ref, ref_frames, np.array([o]), config)
             if ev is None or ev.compared == 0:
                 continue
             out.tests += 1
-            tail = mix.log10_tail(ev.coincident, ev.expected, d)
+            tail = mix.pair_tail(ev, local)
             if tail > math.log10(MIX_ALPHAS[0]):
                 continue
             masked = mix.unmasked_share(item, ref, int(o), config) <= config.max_unmasked
@@ -341,7 +341,7 @@ def mixture_summary(res: list) -> dict[str, object]:
               "same_artist": [r for r in res if r[0] == "neg_withheld_same_artist"]}
     print(f"\nmixture verifier: coincidence tails at {MIX_OFFSETS} random whole-item offsets per "
           f"(null item, recording), at each pair's own dispersion (at least "
-          f"{mix.MixtureMatchConfig().dispersion:g})")
+          f"{mix.MixtureMatchConfig().dispersion:g}x independent peaks')")
     for name, sel in groups.items():
         tests = sum(r[6].tests for r in sel)
         rows = []

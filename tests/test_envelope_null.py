@@ -64,3 +64,23 @@ def test_envelope_chance_events_agree_within_a_factor_of_3(nullcal, reader):
         assert 1 / 3 <= r.ratio <= 3, r
         if r.unit == "alignment":
             assert 1 < r.m_eff < 5
+
+
+def test_mixture_chance_events_agree_within_a_factor_of_3(nullcal, reader):
+    """The mixture verifier's coincidence tail, at each pair's own dispersion, on unrelated generated
+    songs at random whole-item offsets of every session recording: where at least 20 chance events
+    are observed, observed and predicted counts agree within a factor of 3."""
+    sr = reader.landmark_config.peaks.sample_rate
+    per_item = [nullcal.item_mixture_tests(synth.song(8100 + i, duration=10.0, sr=sr), sr, reader, seed=i)
+                for i in range(16)]
+    tests = sum(t.tests for t in per_item)
+    assert tests >= 16 * 6 * nullcal.MIX_OFFSETS * 0.9  # every item against every recording
+    judged = 0
+    for j, alpha in enumerate(nullcal.MIX_ALPHAS):
+        observed = sum(t.events[j] for t in per_item)
+        if observed >= 20:
+            judged += 1
+            assert 1 / 3 <= observed / (alpha * tests) <= 3, (alpha, observed, alpha * tests)
+    assert judged >= 1
+    # none of them passes the masking test at a level anywhere near a reported match's
+    assert sum(t.masked_events[-1] for t in per_item) == 0

@@ -35,6 +35,7 @@ from earmark.match.mixture import (
     local_dispersion,
     log10_fmp,
     log10_tail,
+    pair_tail,
     timing_proposals,
     unmasked_share,
     verify_alignments,
@@ -206,7 +207,8 @@ def _plain_hit(ip_peaks: Peaks, n: int, config: MixtureMatchConfig) -> np.ndarra
 
 
 def _plain_search(hit: np.ndarray, ref, ref_frames: int, offsets, config: MixtureMatchConfig):
-    """Per offset: (log10 tail, k, mu, compared, faced item frames), by a loop over every peak."""
+    """Per offset: (log10 tail, k, mu, compared, faced item frames), by a loop over every peak; the
+    tail is quasi-Poisson at independent peaks' dispersion (Bernoulli variance over the mean)."""
     n, nb = hit.shape
     occupancy = [sum(bool(hit[t, b]) for t in range(n)) / n for b in range(nb)]
     out = {}
@@ -214,13 +216,15 @@ def _plain_search(hit: np.ndarray, ref, ref_frames: int, offsets, config: Mixtur
         q0, q1 = max(0, -o), min(n, ref_frames - o)
         if q1 - q0 < config.min_share * n:
             continue
-        k, mu, compared = 0, 0.0, 0
+        k, mu, var, compared = 0, 0.0, 0.0, 0
         for f, b in zip(ref[0].tolist(), ref[1].tolist(), strict=True):
             if q0 <= f - o < q1:
                 compared += 1
                 mu += occupancy[b]
+                var += occupancy[b] * (1 - occupancy[b])
                 k += bool(hit[f - o, b])
-        tail = math.log10(stats.poisson.sf(k - 1, mu)) if k > mu else 0.0
+        d = config.dispersion * var / mu
+        tail = math.log10(stats.gamma.cdf(mu / d, k / d)) if k > mu else 0.0
         out[int(o)] = (max(tail, LOG10_FLOOR), k, mu, compared, q1 - q0)
     return out
 
@@ -306,12 +310,20 @@ def test_local_dispersion_is_the_variance_ratio_at_evenly_spaced_offsets(buried,
         ks.append(int(ip.hit[qf, qb].sum()))
         mus.append(float(ip.occupancy[qb].sum()))
     ks, mus = np.array(ks), np.array(mus)
-    expect = max(MC.dispersion, float(np.var(ks - mus) / np.mean(mus)))
-    assert expect > MC.dispersion  # this looping song clumps its chance coincidences: not the floor
+    expect = float(np.var(ks - mus) / np.mean(mus))
     assert local_dispersion(ip, reference_a, ref_frames, MC) == pytest.approx(expect, rel=1e-9)
-    # never below the configured floor, and the floor when the recording is no longer than the item
-    assert local_dispersion(ip, reference_a, ref_frames, replace(MC, dispersion=50.0)) == 50.0
-    assert local_dispersion(ip, reference_a, ip.n_frames, MC) == MC.dispersion
+    assert local_dispersion(ip, reference_a, ip.n_frames, MC) == 0.0  # nothing to measure it at
+    # the tail at the pair's dispersion: this looping song clumps its chance coincidences beyond
+    # independent peaks', which weakens the tail; never below independent peaks' (times the floor)
+    ev = coincidence(ip, reference_a, ref_frames, np.arange(ref_frames - ip.n_frames), MC)
+    assert 0 < ev.dispersion < 1 < expect
+    assert pair_tail(ev, expect) == pytest.approx(log10_tail(ev.coincident, ev.expected, expect))
+    assert pair_tail(ev, expect) > ev.log10_tail == pytest.approx(pair_tail(ev, 0.0))
+    wide = replace(MC, dispersion=50.0)
+    ev50 = coincidence(ip, reference_a, ref_frames, np.array([ev.offset]), wide)
+    assert ev50.dispersion == pytest.approx(50 * ev.dispersion)
+    floor = log10_tail(ev.coincident, ev.expected, 50 * ev.dispersion)
+    assert pair_tail(ev50, expect) == pytest.approx(floor)
 
 
 def test_unmasked_share_known_answer():
@@ -364,8 +376,8 @@ def test_a_copy_buried_6_db_under_another_song_is_found_at_the_true_offset(burie
     assert (m.n_items, m.n_distinct, m.unmasked) == (ev.compared, ev.coincident, ev.unmasked)
     # the tail is taken at the pair's own dispersion, measured away from the copy
     d = local_dispersion(ip, ref_map(song_a), int(40.0 / FD), MC)
-    assert d >= MC.dispersion
-    tail = log10_tail(ev.coincident, ev.expected, d)
+    assert d > ev.dispersion  # this song loops: its chance coincidences clump beyond independent peaks'
+    tail = pair_tail(ev, d)
     assert m.score == pytest.approx(-log10_fmp(tail, CATALOGUE_FRAMES, MC), rel=1e-12)
     # a third of the reference peaks survive under the louder song, against a chance mean of ~13
     assert ev.coincident > 3 * ev.expected
@@ -582,8 +594,7 @@ def test_scan_finds_a_copy_buried_under_another_song_only_through_the_mixture_ve
     ip = item_peaks(fa.peaks, fa.spectrogram, PC, MC)
     ev = coincidence(ip, reader.peak_map(rec_id), int(32.0 / FD), np.array([offset]), MC)
     assert (ev.offset, ev.coincident, ev.compared) == (offset, m.n_distinct, m.n_items)
-    d = local_dispersion(ip, reader.peak_map(rec_id), int(32.0 / FD), MC)
-    tail = log10_tail(ev.coincident, ev.expected, d)
+    tail = pair_tail(ev, local_dispersion(ip, reader.peak_map(rec_id), int(32.0 / FD), MC))
     assert m.score == pytest.approx(-log10_fmp(tail, reader.landmark_seconds / FD, MC), rel=1e-12)
     # negative control: an unregistered song under the same masker
     other = ItemData("other.wav", samples=synth.mix_at_snr(

@@ -12,13 +12,14 @@ Evidence, for the recording's stored peaks that the item faces at the alignment:
    frames and ``tol_bins`` log-frequency bins. Under the null (the item unrelated to the
    recording) a reference peak in bin ``b`` finds one with the probability ``p_b`` that a random
    frame of the item has one there (the item's own peak occupancy, per bin), so ``k`` has mean
-   ``mu = sum p_b``. Chance coincidences come in clumps (notes are held, music repeats itself), and
-   more so between some pairs (two pieces in one key and metre) than others, so ``k`` is counted in
-   clumps of the *pair's own* dispersion: the variance of ``k - mu`` over ``background_offsets``
-   offsets spread evenly over the recording, divided by the mean ``mu`` (at least ``dispersion``),
-   a local background like the landmark family's (quasi-Poisson; checked on non-catalogue audio by
-   ``benchmarks/null_calibration.py``). The tail is multiplied by every distinguishable offset of
-   the catalogue (Bonferroni).
+   ``mu = sum p_b``; were the peaks independent, its variance would be ``sum p_b (1 - p_b)``, a
+   little below ``mu``. Chance coincidences come in clumps (notes are held, music repeats itself),
+   and more so between some pairs (two pieces in one key and metre) than others, so ``k`` is counted
+   in clumps of the *pair's own* dispersion: the variance of ``k - mu`` over ``background_offsets``
+   offsets spread evenly over the recording, divided by the mean ``mu``, and never below that of
+   independent peaks (times ``dispersion``): a local background like the landmark family's
+   (quasi-Poisson; checked on non-catalogue audio by ``benchmarks/null_calibration.py``). The tail
+   is multiplied by every distinguishable offset of the catalogue (Bonferroni).
 2. **Masking.** An item that holds the recording under other sound is the recording plus something:
    wherever the recording has a peak, the item is at least as loud (less a fixed gain). So the item's
    level at each loud reference peak, less the peak's own level, is compared with its median over the
@@ -84,7 +85,8 @@ class MixtureMatchConfig:
     chroma_proposals : int
         Chromaprint's most voted candidate alignments proposed per item.
     dispersion : float
-        Smallest clump size of chance coincidences (quasi-Poisson): a pair's own is measured.
+        Smallest clump size of chance coincidences (quasi-Poisson), as a multiple of that of
+        independent peaks, ``sum p_b (1 - p_b) / mu``: a pair's own is measured.
     background_offsets : int
         Offsets of the recording at which a pair's own dispersion is measured.
     max_item_s : float
@@ -181,6 +183,7 @@ class Evidence:
     compared: int  # reference peaks the item faces
     coincident: int
     expected: float  # the null's mean
+    dispersion: float  # the null's smallest: independent peaks' variance over the mean (x config)
     unmasked: float  # share of loud reference peaks the item lacks unhidden
     share: float  # share of the item's frames facing the recording
     log10_tail: float
@@ -203,7 +206,8 @@ def log10_fmp(tail: float, catalogue_frames: float, config: MixtureMatchConfig) 
 def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int, offs: np.ndarray,
                   config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
     """Per offset (frames, ascending): log10 tail, coincident and compared peaks, null mean, faced
-    item frames; and the first faced reference peak's index. None when no offset faces enough."""
+    item frames, smallest dispersion; and the first faced reference peak's index. None when no
+    offset faces enough."""
     n = item.n_frames
     q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
     ok = (q1 - q0) >= config.min_share * n
@@ -218,12 +222,15 @@ def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_fram
     qf = f[None, :] - offs[:, None]
     faced = (qf >= q0[:, None]) & (qf < q1[:, None])
     k = (item.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
-    mu = (item.occupancy[fb][None, :] * faced).sum(axis=1)
-    d = config.dispersion
+    p = item.occupancy[fb]
+    fm = faced.astype(np.float64)
+    mu = fm @ p
+    m = np.maximum(mu, 1e-9)
+    d = np.maximum(config.dispersion * (fm @ (p * (1.0 - p))) / m, 1e-6)  # independent peaks'
     with np.errstate(divide="ignore"):
-        tails = np.where(k > mu, np.log10(gammainc(k / d, np.maximum(mu, 1e-9) / d)), 0.0)
+        tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
     tails = np.maximum(tails, LOG10_FLOOR)
-    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, a
+    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, d, a
 
 
 def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
@@ -244,29 +251,36 @@ def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
     res = _coincidences(item, frame, bins, ref_frames, offs, config)
     if res is None:
         return None
-    offs, tails, k, compared, mu, faced, _ = res
+    offs, tails, k, compared, mu, faced, disp, _ = res
     i = int(np.argmin(tails))  # the first of equals: offsets ascend, so the result is deterministic
     return Evidence(offset=int(offs[i]), compared=int(compared[i]), coincident=int(k[i]),
-                    expected=float(mu[i]), unmasked=math.nan, share=float(faced[i] / item.n_frames),
-                    log10_tail=float(tails[i]))
+                    expected=float(mu[i]), dispersion=float(disp[i]), unmasked=math.nan,
+                    share=float(faced[i] / item.n_frames), log10_tail=float(tails[i]))
 
 
 def local_dispersion(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
                      config: MixtureMatchConfig) -> float:
     """The pair's own clump size of chance coincidences: ``var(k - mu) / mean(mu)`` over
-    ``background_offsets`` whole-item offsets spread evenly over the recording (at least
-    ``config.dispersion``). A copy's own place is one of many and barely moves it; two pieces that
-    agree in key and metre everywhere raise it, and with it every tail between them."""
+    ``background_offsets`` whole-item offsets spread evenly over the recording (0 where it cannot
+    be measured; :func:`pair_tail` never goes below independent peaks'). A copy's own place is one
+    of many and barely moves it; two pieces that agree in key and metre everywhere raise it, and
+    with it every tail between them."""
     n = item.n_frames
     if n == 0 or ref_frames <= n:
-        return config.dispersion
+        return 0.0
     offs = np.unique(np.linspace(0, ref_frames - n, config.background_offsets).astype(np.int64))
     res = _coincidences(item, np.asarray(ref[0]), np.asarray(ref[1]), ref_frames, offs,
                         replace(config, min_share=1.0))
     if res is None or len(res[0]) < 2:
-        return config.dispersion
-    _, _, k, _, mu, _, _ = res
-    return max(config.dispersion, float(np.var(k - mu) / max(float(np.mean(mu)), 1e-9)))
+        return 0.0
+    _, _, k, _, mu, _, _, _ = res
+    return float(np.var(k - mu) / max(float(np.mean(mu)), 1e-9))
+
+
+def pair_tail(ev: Evidence, local: float) -> float:
+    """log10 tail of ``ev``'s coincidences at the pair's own dispersion ``local``
+    (:func:`local_dispersion`), never below the smallest at the alignment."""
+    return log10_tail(ev.coincident, ev.expected, max(ev.dispersion, local))
 
 
 def unmasked_share(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], offset: int,
@@ -353,8 +367,8 @@ def verify_alignments(
         if fmp10 > math.log10(config.max_fmp):
             continue
         d = local_dispersion(item, ref, ref_frames, config)  # only weakens the tail: only now
-        if d > config.dispersion:
-            ev = replace(ev, log10_tail=log10_tail(ev.coincident, ev.expected, d))
+        if d > ev.dispersion:
+            ev = replace(ev, log10_tail=pair_tail(ev, d))
             fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
             if fmp10 > math.log10(config.max_fmp):
                 continue
