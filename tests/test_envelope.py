@@ -514,3 +514,34 @@ def test_mel_filters_are_librosas(cfg):
     expected = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_bands, fmin=cfg.fmin,
                                    fmax=cfg.fmax, norm=None)
     np.testing.assert_array_equal(mel_filters(cfg), expected)
+
+
+@pytest.mark.parametrize("defer_s", [0.0, 3.0, 4.9, 5.3, 60.0])
+def test_a_deferred_envelope_equals_the_streamed_one(defer_s):
+    """Deferring the envelope (kept samples, computed when read) gives the streamed envelope, on
+    either side of the limit, whatever the blocks."""
+    x = synth.song(4242, duration=5.0, sr=ESR)
+    stream = EnvelopeStream(CFG)
+    deferred = EnvelopeStream(CFG, defer_s=defer_s)
+    for a in range(0, len(x), 3001):
+        stream.feed(x[a:a + 3001])
+        deferred.feed(x[a:a + 3001])
+    expect = stream.finish()
+    assert np.array_equal(expect, extract_envelope(x, CFG))
+    get = deferred.deferred()
+    kept = defer_s * ESR >= len(x)
+    assert (deferred._out == []) == kept  # within the limit nothing is computed before it is read
+    assert np.array_equal(get(), expect) and get() is get()
+    # finish() on a deferring stream computes it too
+    again = EnvelopeStream(CFG, defer_s=defer_s)
+    again.feed(x)
+    assert np.array_equal(again.finish(), expect)
+
+
+def test_fingerprint_source_defers_the_envelope_until_read(library, reader):
+    path = library.audio_dir / "song11.wav"
+    eager = fingerprint_source(path, reader.config, envelope=CFG)
+    lazy = fingerprint_source(path, reader.config, envelope=CFG, defer_envelope_s=600.0)
+    assert "envelope" not in lazy.__dict__  # not computed yet
+    assert np.array_equal(lazy.envelope, eager.envelope) and "envelope" in lazy.__dict__
+    assert fingerprint_source(path, reader.config).envelope is None

@@ -21,6 +21,7 @@ audio, about 56 GB per million recordings, memory-mapped and read only at those 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -141,15 +142,51 @@ def extract_envelope(samples: np.ndarray, config: EnvelopeConfig) -> np.ndarray:
 
 class EnvelopeStream:
     """The envelope of a long signal fed block by block, equal to :func:`extract_envelope` on the
-    whole, holding at most one window plus one block of samples."""
+    whole, holding at most one window plus one block of samples.
 
-    def __init__(self, config: EnvelopeConfig):
+    With ``defer_s``, a signal no longer than that is only kept as it arrives, and its envelope is
+    computed when :meth:`deferred`'s function is first called (a scan reads it for few items); a
+    longer one is computed block by block from the moment it passes the limit."""
+
+    def __init__(self, config: EnvelopeConfig, *, defer_s: float = 0.0):
         self.config = config
         self._buf = np.zeros(0, np.float32)
         self._seen = 0
         self._out: list[np.ndarray] = []
+        self._limit = int(defer_s * config.sample_rate)  # samples
+        self._kept: list[np.ndarray] | None = [] if self._limit > 0 else None
 
     def feed(self, block: np.ndarray) -> None:
+        if self._kept is None:
+            self._feed(block)
+            return
+        self._kept.append(np.asarray(block, dtype=np.float32))
+        self._seen += len(block)
+        if self._seen > self._limit:  # too long to defer: compute from here on
+            self._compute_kept()
+
+    def _compute_kept(self) -> None:
+        kept, self._kept, self._seen = self._kept or [], None, 0
+        for k in kept:
+            self._feed(k)
+
+    def deferred(self) -> Callable[[], np.ndarray]:
+        """A function returning the envelope (:meth:`finish`'s): computed when first called for a
+        signal still within ``defer_s``, at once otherwise."""
+        if self._kept is None:
+            env = self.finish()
+            return lambda: env
+        x = np.concatenate(self._kept) if self._kept else np.zeros(0, np.float32)
+        self._kept, self._seen = None, 0
+        config, cache = self.config, []
+
+        def envelope() -> np.ndarray:
+            if not cache:
+                cache.append(extract_envelope(x, config))
+            return cache[0]
+        return envelope
+
+    def _feed(self, block: np.ndarray) -> None:
         c = self.config
         if len(block):
             self._buf = np.concatenate([self._buf, np.asarray(block, dtype=np.float32)])
@@ -160,6 +197,8 @@ class EnvelopeStream:
             self._buf = self._buf[ready * c.hop:]
 
     def finish(self) -> np.ndarray:
+        if self._kept is not None:
+            self._compute_kept()
         c = self.config
         done = sum(len(o) for o in self._out)
         total = math.ceil(self._seen / c.hop)

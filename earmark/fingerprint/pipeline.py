@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -24,18 +26,27 @@ class FingerprintedAudio:
     peak: float  # largest absolute sample value
     rms_dbfs: float  # loudness of the whole input
     peaks: Peaks | None = None  # spectral peaks for the landmark family, when asked for
-    envelope: np.ndarray | None = None  # spectral envelope (uint8 frames x bands), when asked for
     spectrogram: np.ndarray | None = None  # the peaks' log spectrogram (float16), when kept
+    envelope_of: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def envelope(self) -> np.ndarray | None:
+        """The spectral envelope (uint8 frames x bands) when asked for: computed on first read where
+        it was deferred."""
+        return self.envelope_of() if self.envelope_of is not None else None
 
 
 def fingerprint_source(
     source: AudioSource, config: chromaprint.ChromaprintConfig, *, name: str | None = None,
     peaks: PeakConfig | None = None, envelope: EnvelopeConfig | None = None, keep_spectrogram_s: float = 0.0,
+    defer_envelope_s: float = 0.0,
 ) -> FingerprintedAudio:
     """Decode ``source`` to 11025 Hz mono and compute its Chromaprint fingerprint, block by block,
     with ``peaks`` also its spectral peaks for the landmark family and with ``envelope`` its spectral
     envelope (same decode, same blocks). With ``peaks`` and ``keep_spectrogram_s``, an input no
-    longer than that also keeps the peaks' log spectrogram.
+    longer than that also keeps the peaks' log spectrogram. With ``envelope`` and
+    ``defer_envelope_s``, an input no longer than that keeps its samples instead and computes its
+    envelope when it is first read (a scan reads it for few items).
 
     Raises the typed decode errors of :func:`earmark.audio.open_stream`.
     """
@@ -45,7 +56,7 @@ def fingerprint_source(
             raise ParameterError(
                 f"analysis rate {other.sample_rate} differs from the fingerprint rate {config.sample_rate}")
     stream = PeakStream(peaks, keep_s=keep_spectrogram_s) if peaks is not None else None
-    env = EnvelopeStream(envelope) if envelope is not None else None
+    env = EnvelopeStream(envelope, defer_s=defer_envelope_s) if envelope is not None else None
 
     def measured(blocks):
         for b in blocks:
@@ -68,8 +79,8 @@ def fingerprint_source(
     rms_dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
     return FingerprintedAudio(fingerprint=fp, info=info, peak=stats["peak"], rms_dbfs=rms_dbfs,
                               peaks=stream.finish() if stream is not None else None,
-                              envelope=env.finish() if env is not None else None,
-                              spectrogram=stream.spectrogram() if stream is not None else None)
+                              spectrogram=stream.spectrogram() if stream is not None else None,
+                              envelope_of=env.deferred() if env is not None else None)
 
 
 def fingerprint_samples(
@@ -78,7 +89,7 @@ def fingerprint_samples(
 ) -> FingerprintedAudio:
     """Fingerprint audio that arrives already decoded (mono float32 at ``sr`` Hz), e.g. a Parquet
     ``{array, sampling_rate}`` cell. It is resampled to the fingerprinter's rate with soxr. The
-    options are those of :func:`fingerprint_source`."""
+    options are those of :func:`fingerprint_source`; the envelope is computed when first read."""
     import soxr
 
     x = np.asarray(samples, dtype=np.float32)
@@ -100,6 +111,6 @@ def fingerprint_samples(
         peak=float(np.abs(x).max()) if len(x) else 0.0,
         rms_dbfs=20 * math.log10(rms) if rms > 0 else -math.inf,
         peaks=pick_peaks(spec, peaks) if peaks is not None else None,  # type: ignore[arg-type]
-        envelope=extract_envelope(x, envelope) if envelope is not None else None,
         spectrogram=kept,
+        envelope_of=(lambda: extract_envelope(x, envelope)) if envelope is not None else None,
     )

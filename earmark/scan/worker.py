@@ -112,7 +112,8 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         return ItemResult(status="error", reason=f"cannot read: {e.strerror or e}", error_kind="io", **base)
     try:
         qpeaks = reader.landmark_config.query_peaks
-        # the mixture verifier's spectrogram, for items some recording can face for min_share
+        # the mixture verifier's spectrogram, for items some recording can face for min_share; their
+        # envelope is computed only if the envelope verifier reads it (few items)
         mix = settings.mixture
         keep = min(mix.max_item_s, reader.longest_duration_s / mix.min_share)
         if item.samples is not None:
@@ -121,7 +122,8 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         else:
             src = item.data if item.data is not None else item.path
             fa = fingerprint_source(src, reader.config, name=item.id, peaks=qpeaks,  # type: ignore[arg-type]
-                                    envelope=reader.envelope_config, keep_spectrogram_s=keep)
+                                    envelope=reader.envelope_config, keep_spectrogram_s=keep,
+                                    defer_envelope_s=keep)
     except DecodeError as e:
         return ItemResult(status="error", reason=e.reason, error_kind=e.kind, **base)
     except (EarmarkError, MemoryError) as e:
