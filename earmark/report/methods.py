@@ -20,8 +20,8 @@ LIMITATIONS = (
     "louder music; a buried copy that fills only part of an item, or that was also sped up or "
     "pitch-shifted, is not found by it. Its false-match probability counts chance coincidences of "
     "spectral peaks, at each item and recording's own measured clumping; on non-catalogue audio it "
-    "predicted up to 3.6 times more chance events than were seen from 1e-2 to 1e-5, and smaller values "
-    "are bounds from the model. "
+    "predicted up to 2.6 times more chance events than were seen from 1e-2 to 1e-5 on unrelated audio "
+    "and up to 1.2 times fewer on same-artist audio, and smaller values are bounds from the model. "
     "Recordings of one artist that share material coincide far beyond chance: what keeps them out "
     "is the masking test (the item must be at least as loud wherever the recording has a loud "
     "peak), whose threshold was chosen on the public benchmark and confirmed on a second one.",
