@@ -488,10 +488,18 @@ def test_timing_proposals_count_distinct_anchors_per_cell_at_the_recordings_spee
     rows += [(6, 9.0, 0.1 * i, 80 + i, 1.0, 2.0) for i in range(30)]
     rows += [(6, 9.0, 0.1 * i, 80 + i, 1.0, -0.6) for i in range(30)]
     hits = _hits(rows)
-    # votes with the two neighbours': (3, 5.0) 10 + 2, (3, 5.25) 2 + 10, (4, 2.0) 5, (7, -1.5) 3
-    assert timing_proposals(hits, 10) == [(3, 5.0), (3, 5.25), (4, 2.0), (7, -1.5)]
-    assert timing_proposals(hits, 3) == [(3, 5.0), (3, 5.25), (4, 2.0)]
+    # votes with the two neighbours': (3, 5.0) 10 + 2, (3, 5.25) 2 + 10, (4, 2.0) 5, (7, -1.5) 3;
+    # (3, 5.25) ties its stronger-or-equal neighbour before it: one proposal for that place
+    assert timing_proposals(hits, 10) == [(3, 5.0), (4, 2.0), (7, -1.5)]
+    assert timing_proposals(hits, 2) == [(3, 5.0), (4, 2.0)]
     assert timing_proposals(hits, 0) == []
+    # votes beyond (3, 5.25) make it the stronger (2 + 10 + 3 against 10 + 2): it takes the place;
+    # two local maxima two cells apart are both proposed
+    more = rows + [(3, 5.5, 0.3 * i, 100 + i, 1.0, 0.0) for i in range(3)]
+    assert timing_proposals(_hits(more), 10) == [(3, 5.25), (4, 2.0), (7, -1.5)]
+    apart = [(8, 1.0, 0.1 * i, i, 1.0, 0.0) for i in range(4)] + [(8, 1.5, 0.1 * i, 10 + i, 1.0, 0.0)
+                                                                  for i in range(3)]
+    assert timing_proposals(_hits(apart), 10) == [(8, 1.0), (8, 1.5)]
     # cells are PROPOSAL_CELL_S wide and round to the nearest: -1.6 s is cell -6 (-1.5 s)
     assert PROPOSAL_CELL_S == 0.25
     assert timing_proposals(_hits([(7, -1.6, 1.0, 0, 1.0, 0.0)]), 5) == [(7, -1.5)]
@@ -510,7 +518,10 @@ def test_timing_proposals_match_a_plain_vote_count():
         if abs(math.log(factor)) < 0.03 and abs(shift) < 0.5:
             votes.setdefault((rec, round(off / 0.25)), set()).add(anchor)
     smooth = {key: sum(len(votes.get((key[0], key[1] + d), ())) for d in (-1, 0, 1)) for key in votes}
-    want = sorted(smooth, key=lambda key: (-smooth[key], key))[:25]
+    peaks = [key for key in smooth if smooth[key] > smooth.get((key[0], key[1] - 1), -1)
+             and smooth[key] >= smooth.get((key[0], key[1] + 1), -1)]
+    want = sorted(peaks, key=lambda key: (-smooth[key], key))[:25]
+    assert 25 < len(peaks) < len(smooth)  # the rule is about something
     assert timing_proposals(_hits(rows), 25) == [(r, c * 0.25) for r, c in want]
 
 

@@ -102,7 +102,7 @@ class MixtureMatchConfig:
     tol_bins: int = 1
     search_s: float = 0.3
     min_share: float = 0.9
-    proposals: int = 32
+    proposals: int = 48
     chroma_proposals: int = 12
     dispersion: float = 1.0
     background_offsets: int = 32
@@ -311,7 +311,8 @@ def evidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], re
 def timing_proposals(hits: Hits | Iterable[Hits], n: int) -> list[tuple[int, float]]:
     """The ``n`` (recording, offset in seconds) cells that most distinct item anchors vote for among
     landmark hits (one set, or blocks of them) that keep the recording's speed and pitch (a cell's
-    votes include its two neighbours'), strongest first."""
+    votes include its two neighbours'), strongest first, each a local maximum of those votes (of a
+    run of equal cells, the first)."""
     keys, anchors = [], []
     for h in [hits] if isinstance(hits, Hits) else hits:
         keep = np.flatnonzero((h.factor > _FACTOR_LO) & (h.factor < _FACTOR_HI) & (np.abs(h.shift) < 0.5))
@@ -327,11 +328,19 @@ def timing_proposals(hits: Hits | Iterable[Hits], n: int) -> list[tuple[int, flo
     first = np.r_[True, (key[1:] != key[:-1]) | (anchor[1:] != anchor[:-1])]  # one vote per anchor
     key, votes = np.unique(key[first], return_counts=True)
     smooth = votes.astype(np.int64).copy()
+    nbr = []
     for d in (-1, 1):
         j = np.searchsorted(key, key + d)
         found = (j < len(key)) & (key[np.minimum(j, len(key) - 1)] == key + d)
         smooth[found] += votes[j[found]]
-    order = np.lexsort((key, -smooth))[:n]
+        nbr.append((found, j))
+    # a cell beside a stronger one (or an equal one before it) adds nothing: the verifier searches
+    # around each proposal further than a cell, so the slots go to distinct places
+    peak = np.ones(len(key), bool)
+    for (found, j), beats in zip(nbr, (np.greater, np.greater_equal), strict=True):
+        peak[found] &= beats(smooth[found], smooth[j[found]])
+    sel = np.flatnonzero(peak)
+    order = sel[np.lexsort((key[sel], -smooth[sel]))][:n]
     return [(int(key[i] >> 32), float(((key[i] & 0xFFFFFFFF) - (1 << 31)) * PROPOSAL_CELL_S)) for i in order]
 
 
