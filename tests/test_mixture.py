@@ -29,6 +29,7 @@ from earmark.match.mixture import (
     PROPOSAL_CELL_S,
     ItemPeaks,
     MixtureMatchConfig,
+    best_place,
     coincidence,
     evidence,
     item_peaks,
@@ -443,6 +444,18 @@ def test_a_related_recording_that_shares_a_stem_is_rejected_by_the_masking_test(
     assert abs(c.ref_start - START) <= 2 * FD and c.unmasked <= MC.max_unmasked
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 128])
+def test_best_place_in_chunks_equals_one_search_over_every_offset(buried, reference_a, chunk):
+    ip = prepare(buried)
+    ref_frames = int(40.0 / FD)
+    lo, hi = -int(0.1 * ip.n_frames), ref_frames - int(math.ceil(0.9 * ip.n_frames))
+    whole = coincidence(ip, reference_a, ref_frames, np.arange(lo, hi + 1), MC)
+    got = best_place(ip, reference_a, ref_frames, MC, chunk=chunk)
+    assert got == whole
+    assert abs(got.offset - START / FD) <= 2 and got.log10_tail < -25  # the copy's own place
+    assert best_place(ip, reference_a, ip.n_frames // 2, MC) is None  # no whole-item place at all
+
+
 def test_a_repeated_passage_gives_one_primary_and_one_alternative_match(masker):
     song = synth.song(SONG_C, duration=30.0, sr=SR)
     seg = excerpt(song, 12.0, ITEM_S)
@@ -453,14 +466,23 @@ def test_a_repeated_passage_gives_one_primary_and_one_alternative_match(masker):
     assert sorted(m.ref_start for m in found) == [pytest.approx(s, abs=2 * FD) for s in (3.0, 13.0)]
     assert [m.alternative for m in found] == [False, True]
     assert found[0].fmp <= found[1].fmp <= MC.max_fmp
-    # one place proposed twice within search_s: searched once, one match, not an alternative
+    strong, weak = found[0].ref_start, found[1].ref_start
+    # the stronger place proposed (twice within search_s: searched once): it is the best place of the
+    # whole recording too, so one match; the recording's peaks are read once
     looked_up = []
     pm = ref_map(recording)
     recs = {1: _Rec("T1", len(recording) / SR)}
-    (one,) = verify_alignments(ip, ITEM_S, [(1, 3.2), (1, 3.1)], lambda r: looked_up.append(r) or pm, recs,
-                               PC, MC, catalogue_frames=CATALOGUE_FRAMES)
-    assert one.ref_start == pytest.approx(3.0, abs=2 * FD) and not one.alternative
+    (one,) = verify_alignments(ip, ITEM_S, [(1, strong + 0.2), (1, strong + 0.1)],
+                               lambda r: looked_up.append(r) or pm, recs, PC, MC,
+                               catalogue_frames=CATALOGUE_FRAMES)
+    assert one.ref_start == pytest.approx(strong, abs=1e-9) and not one.alternative
     assert looked_up == [1]
+    # only the weaker place proposed: the whole-recording search finds the stronger one, which is the
+    # match, and the proposed place is its alternative
+    again = verify(ip, [(1, weak + 0.2)], {1: recording})
+    assert [(m.ref_start, m.alternative) for m in again] == [(pytest.approx(strong, abs=1e-9), False),
+                                                              (pytest.approx(weak, abs=1e-9), True)]
+    assert again[0].fmp == pytest.approx(found[0].fmp)
 
 
 # ------------------------------------------------------------------------------- landmark proposals

@@ -344,6 +344,49 @@ def timing_proposals(hits: Hits | Iterable[Hits], n: int) -> list[tuple[int, flo
     return [(int(key[i] >> 32), float(((key[i] & 0xFFFFFFFF) - (1 << 31)) * PROPOSAL_CELL_S)) for i in order]
 
 
+def best_place(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
+               config: MixtureMatchConfig, chunk: int = 128) -> Evidence | None:
+    """:func:`coincidence` over every whole-item offset of the recording, in chunks of ``chunk``
+    coarse offsets (bounded memory): the best place, without the masking test."""
+    n = item.n_frames
+    lo, hi = -int((1.0 - config.min_share) * n), ref_frames - int(math.ceil(config.min_share * n))
+    if n == 0 or hi < lo:
+        return None
+    frame, bins = np.asarray(ref[0]), np.asarray(ref[1])
+    step = config.tol_frames + 1
+    coarse = np.arange(lo, hi + 1, step)
+    best: tuple[float, int] | None = None
+    for a in range(0, len(coarse), chunk):
+        res = _coincidences(item, frame, bins, ref_frames, coarse[a:a + chunk], config)
+        if res is not None:
+            i = int(np.argmin(res[1]))  # the first of equals, as coincidence()
+            if best is None or res[1][i] < best[0]:
+                best = (float(res[1][i]), int(res[0][i]))
+    if best is None:
+        return None
+    return coincidence(item, ref, ref_frames, np.arange(best[1] - step + 1, best[1] + step), config)
+
+
+def _judge(ev: Evidence | None, item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
+           ref_frames: int, config: MixtureMatchConfig, catalogue_frames: float
+           ) -> tuple[float, Evidence] | None:
+    """``(log10 FMP, evidence)`` when the place passes both tests (the tail at the pair's own
+    dispersion, measured only now: it only weakens the tail), else None."""
+    if ev is None:
+        return None
+    fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
+    if fmp10 > math.log10(config.max_fmp):
+        return None
+    d = local_dispersion(item, ref, ref_frames, config)
+    if d > ev.dispersion:
+        ev = replace(ev, log10_tail=pair_tail(ev, d))
+        fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
+        if fmp10 > math.log10(config.max_fmp):
+            return None
+    ev = replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
+    return (fmp10, ev) if ev.unmasked <= config.max_unmasked else None
+
+
 def verify_alignments(
     item: ItemPeaks, duration: float, proposals: Iterable[tuple[int, float]],
     peak_map: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | object,
@@ -352,14 +395,16 @@ def verify_alignments(
 ) -> list[Match]:
     """Mixture matches among the proposed (recording, offset in seconds) alignments of a whole item.
 
-    ``peak_map(rec_id)`` gives a recording's stored peaks (a ``CatalogueReader`` method). Every
-    recording's best passing place is reported; its other passing places (a repeated passage) are
-    alternatives.
+    ``peak_map(rec_id)`` gives a recording's stored peaks (a ``CatalogueReader`` method). A
+    recording found at some proposal is also searched over every whole-item offset (its passage may
+    repeat, and the proposals miss the true place): every recording's best passing place is
+    reported, its other passing places (a repeated passage) as alternatives.
     """
     fd = pc.frame_duration
     span = int(round(config.search_s / fd))
     tried: dict[int, list[int]] = {}
     found: list[tuple[float, int, Evidence]] = []
+    refs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for rec_id, off in proposals:
         if rec_id not in recordings:
             continue
@@ -368,22 +413,21 @@ def verify_alignments(
             continue
         tried.setdefault(rec_id, []).append(o0)
         ref_frames = int(recordings[rec_id].duration_s / fd)
-        ref = peak_map(rec_id)  # type: ignore[operator]
+        ref = refs[rec_id] if rec_id in refs else refs.setdefault(rec_id, peak_map(rec_id))  # type: ignore[operator]
         ev = coincidence(item, ref, ref_frames, np.arange(o0 - span, o0 + span + 1), config)
-        if ev is None:
+        passed = _judge(ev, item, ref, ref_frames, config, catalogue_frames)
+        if passed is not None:
+            found.append((passed[0], rec_id, passed[1]))
+    # a recording found somewhere may repeat the passage: its best place over the whole recording
+    # (which the proposals can miss) is judged too, and the strongest place is the match
+    for rec_id in sorted({r for _, r, _ in found}):
+        ref_frames, ref = int(recordings[rec_id].duration_s / fd), refs[rec_id]
+        ev = best_place(item, ref, ref_frames, config)
+        if ev is None or any(r == rec_id and abs(e.offset - ev.offset) <= 2 * span for _, r, e in found):
             continue
-        fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
-        if fmp10 > math.log10(config.max_fmp):
-            continue
-        d = local_dispersion(item, ref, ref_frames, config)  # only weakens the tail: only now
-        if d > ev.dispersion:
-            ev = replace(ev, log10_tail=pair_tail(ev, d))
-            fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
-            if fmp10 > math.log10(config.max_fmp):
-                continue
-        ev = replace(ev, unmasked=unmasked_share(item, ref, ev.offset, config))
-        if ev.unmasked <= config.max_unmasked:
-            found.append((fmp10, rec_id, ev))
+        passed = _judge(ev, item, ref, ref_frames, config, catalogue_frames)
+        if passed is not None:
+            found.append((passed[0], rec_id, passed[1]))
     found.sort(key=lambda x: (x[0], x[1], x[2].offset))
     out: list[Match] = []
     placed: list[tuple[int, int]] = []
