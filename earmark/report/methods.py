@@ -11,7 +11,7 @@ LIMITATIONS = (
     "A match shows presence in the dataset snapshot scanned, not use in training or memorisation by a model.",
     "earmark identifies the sound recording (the master). It does not detect covers, interpolations or "
     "compositions. Remasters and edits that share audio match each other.",
-    "About one copy in five or six with speech or louder music over it is missed; clipped, noisy, "
+    "About one copy in seven with speech or louder music over it is missed; clipped, noisy, "
     "reverberant, pitch-shifted, sped-up, slowed and time-stretched copies mostly are found (see the "
     "recall table).",
     "A match found by the mixture verifier alone (family 'mixture') covers the whole item at the "
