@@ -444,6 +444,26 @@ def test_a_related_recording_that_shares_a_stem_is_rejected_by_the_masking_test(
     assert abs(c.ref_start - START) <= 2 * FD and c.unmasked <= MC.max_unmasked
 
 
+@pytest.mark.parametrize("spread", [False, True])
+def test_both_ways_of_counting_coincidences_agree(buried, reference_a, spread):
+    """Offsets close together are counted as one matrix, offsets far apart run by run: the same
+    counts, means and tails either way."""
+    ip = prepare(buried)
+    frame, bins = reference_a[0], reference_a[1]
+    ref_frames = int(40.0 / FD)
+    offs = (np.unique(np.linspace(-40, ref_frames - ip.n_frames + 40, 29).astype(np.int64)) if spread
+            else np.arange(100, 127))
+    dense = mx._coincidences_dense(ip, frame, bins, ref_frames, offs, MC)
+    runs = mx._coincidences_runs(ip, frame, bins, ref_frames, offs, MC)
+    assert len(dense[0]) == len(runs[0]) > 20 and (dense[2] > 0).all()
+    for a, b in zip(dense, runs, strict=True):
+        assert np.allclose(a, b, rtol=1e-10, atol=1e-10)
+    assert np.array_equal(dense[2], runs[2]) and np.array_equal(dense[3], runs[3])
+    # the dispatcher takes the matrix for close offsets, the runs for spread ones
+    got = mx._coincidences(ip, frame, bins, ref_frames, offs, MC)
+    assert all(np.array_equal(g, r) for g, r in zip(got, runs if spread else dense, strict=True))
+
+
 @pytest.mark.parametrize("chunk", [1, 5, 128])
 def test_best_place_in_chunks_equals_one_search_over_every_offset(buried, reference_a, chunk):
     ip = prepare(buried)

@@ -206,15 +206,21 @@ def log10_fmp(tail: float, catalogue_frames: float, config: MixtureMatchConfig) 
 def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int, offs: np.ndarray,
                   config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
     """Per offset (frames, ascending): log10 tail, coincident and compared peaks, null mean, faced
-    item frames, smallest dispersion; and the first faced reference peak's index. None when no
-    offset faces enough."""
+    item frames, smallest dispersion. None when no offset faces enough."""
+    close = len(offs) == 0 or offs[-1] - offs[0] <= item.n_frames
+    return (_coincidences_dense if close else _coincidences_runs)(item, frame, bins, ref_frames, offs, config)
+
+
+def _coincidences_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int,
+                        offs: np.ndarray, config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
+    """:func:`_coincidences` for offsets close together: every reference peak any of them faces,
+    against every offset (a few hundred x a few dozen)."""
     n = item.n_frames
     q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
     ok = (q1 - q0) >= config.min_share * n
     if n == 0 or not ok.any():
         return None
     offs, q0, q1 = offs[ok], q0[ok], q1[ok]
-    # every reference peak any of the offsets faces, against every offset (a few hundred x a few dozen)
     a, b = np.searchsorted(frame, offs[0] + q0[0]), np.searchsorted(frame, offs[-1] + q1[-1])
     if b <= a:
         return None
@@ -230,7 +236,40 @@ def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_fram
     with np.errstate(divide="ignore"):
         tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
     tails = np.maximum(tails, LOG10_FLOOR)
-    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, d, a
+    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, d
+
+
+def _coincidences_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int,
+                       offs: np.ndarray, config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
+    """:func:`_coincidences` for offsets far apart: the reference peaks (sorted by frame) an offset
+    faces are one run of them, so only those are gathered, offset by offset, and the null's sums are
+    differences of running sums (the work is the peaks faced, however far apart the offsets are)."""
+    n = item.n_frames
+    q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
+    ok = (q1 - q0) >= config.min_share * n
+    if n == 0 or not ok.any():
+        return None
+    offs, q0, q1 = offs[ok], q0[ok], q1[ok]
+    start, end = np.searchsorted(frame, offs + q0), np.searchsorted(frame, offs + q1)
+    compared = end - start
+    total = int(compared.sum())
+    if total == 0:
+        return None
+    row = np.repeat(np.arange(len(offs)), compared)
+    j = np.arange(total) + np.repeat(start - (np.cumsum(compared) - compared), compared)  # peak index
+    hit = item.hit[frame[j].astype(np.int64) - offs[row], bins[j]]
+    k = np.bincount(row, weights=hit, minlength=len(offs)).astype(np.int64)
+    lo, hi = int(start.min()), int(end.max())
+    p = item.occupancy[bins[lo:hi]]
+    run_mu = np.concatenate([[0.0], np.cumsum(p)])
+    run_var = np.concatenate([[0.0], np.cumsum(p * (1.0 - p))])  # independent peaks' variance
+    mu = run_mu[end - lo] - run_mu[start - lo]
+    m = np.maximum(mu, 1e-9)
+    d = np.maximum(config.dispersion * (run_var[end - lo] - run_var[start - lo]) / m, 1e-6)
+    with np.errstate(divide="ignore"):
+        tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
+    tails = np.maximum(tails, LOG10_FLOOR)
+    return offs, tails, k, compared, mu, q1 - q0, d
 
 
 def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
@@ -251,7 +290,7 @@ def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
     res = _coincidences(item, frame, bins, ref_frames, offs, config)
     if res is None:
         return None
-    offs, tails, k, compared, mu, faced, disp, _ = res
+    offs, tails, k, compared, mu, faced, disp = res
     i = int(np.argmin(tails))  # the first of equals: offsets ascend, so the result is deterministic
     return Evidence(offset=int(offs[i]), compared=int(compared[i]), coincident=int(k[i]),
                     expected=float(mu[i]), dispersion=float(disp[i]), unmasked=math.nan,
@@ -273,7 +312,7 @@ def local_dispersion(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndar
                         replace(config, min_share=1.0))
     if res is None or len(res[0]) < 2:
         return 0.0
-    _, _, k, _, mu, _, _, _ = res
+    _, _, k, _, mu, _, _ = res
     return float(np.var(k - mu) / max(float(np.mean(mu)), 1e-9))
 
 
