@@ -16,7 +16,9 @@ LIMITATIONS = (
     "recall table).",
     "A match found by the mixture verifier alone (family 'mixture') covers the whole item at the "
     "recording's own speed and pitch: it is sought only where no other family placed anything, at "
-    "alignments the Chromaprint and landmark indexes propose. It finds whole copies under speech or "
+    "alignments the Chromaprint and landmark indexes propose (and, for a recording found at one, "
+    "over the whole recording, so that a repeated passage is placed where it agrees best). It finds "
+    "whole copies under speech or "
     "louder music; a buried copy that fills only part of an item, or that was also sped up or "
     "pitch-shifted, is not found by it. Its false-match probability counts chance coincidences of "
     "spectral peaks, at each item and recording's own measured clumping; on non-catalogue audio it "
