@@ -445,23 +445,31 @@ def test_a_related_recording_that_shares_a_stem_is_rejected_by_the_masking_test(
 
 
 @pytest.mark.parametrize("spread", [False, True])
-def test_both_ways_of_counting_coincidences_agree(buried, reference_a, spread):
+def test_both_ways_of_counting_coincidences_agree(buried, reference_a, spread, monkeypatch):
     """Offsets close together are counted as one matrix, offsets far apart run by run: the same
     counts, means and tails either way."""
     ip = prepare(buried)
     frame, bins = reference_a[0], reference_a[1]
     ref_frames = int(40.0 / FD)
-    offs = (np.unique(np.linspace(-40, ref_frames - ip.n_frames + 40, 29).astype(np.int64)) if spread
+    offs = (np.unique(np.linspace(0, ref_frames - ip.n_frames, 29).astype(np.int64)) if spread
             else np.arange(100, 127))
-    dense = mx._coincidences_dense(ip, frame, bins, ref_frames, offs, MC)
-    runs = mx._coincidences_runs(ip, frame, bins, ref_frames, offs, MC)
-    assert len(dense[0]) == len(runs[0]) > 20 and (dense[2] > 0).all()
-    for a, b in zip(dense, runs, strict=True):
-        assert np.allclose(a, b, rtol=1e-10, atol=1e-10)
-    assert np.array_equal(dense[2], runs[2]) and np.array_equal(dense[3], runs[3])
-    # the dispatcher takes the matrix for close offsets, the runs for spread ones
-    got = mx._coincidences(ip, frame, bins, ref_frames, offs, MC)
-    assert all(np.array_equal(g, r) for g, r in zip(got, runs if spread else dense, strict=True))
+    q0, q1 = np.zeros(len(offs), np.int64), np.full(len(offs), ip.n_frames)
+    dense = mx._counts_dense(ip, frame, bins, offs, q0, q1)
+    runs = mx._counts_runs(ip, frame, bins, offs, q0, q1)
+    assert (dense[0] > 0).all() and len(dense[0]) == len(offs) > 20
+    assert np.array_equal(dense[0], runs[0]) and np.array_equal(dense[1], runs[1])
+    assert np.allclose(dense[2], runs[2], rtol=1e-12) and np.allclose(dense[3], runs[3], rtol=1e-12)
+    # the search takes the matrix for close offsets, the runs for spread ones
+    used = []
+
+    def spy(name, real):
+        return lambda *a: used.append(name) or real(*a)
+
+    for name in ("_counts_dense", "_counts_runs"):
+        monkeypatch.setattr(mx, name, spy(name, getattr(mx, name)))
+    res = mx._coincidences(ip, frame, bins, ref_frames, offs, MC)
+    assert used == ["_counts_runs" if spread else "_counts_dense"]
+    assert np.array_equal(res[2], dense[0])
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 128])

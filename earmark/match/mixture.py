@@ -207,20 +207,31 @@ def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_fram
                   config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
     """Per offset (frames, ascending): log10 tail, coincident and compared peaks, null mean, faced
     item frames, smallest dispersion. None when no offset faces enough."""
-    close = len(offs) == 0 or offs[-1] - offs[0] <= item.n_frames
-    return (_coincidences_dense if close else _coincidences_runs)(item, frame, bins, ref_frames, offs, config)
-
-
-def _coincidences_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int,
-                        offs: np.ndarray, config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
-    """:func:`_coincidences` for offsets close together: every reference peak any of them faces,
-    against every offset (a few hundred x a few dozen)."""
     n = item.n_frames
     q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
     ok = (q1 - q0) >= config.min_share * n
     if n == 0 or not ok.any():
         return None
     offs, q0, q1 = offs[ok], q0[ok], q1[ok]
+    count = _counts_dense if offs[-1] - offs[0] <= n else _counts_runs
+    counted = count(item, np.asarray(frame), np.asarray(bins), offs, q0, q1)
+    if counted is None:
+        return None
+    k, compared, mu, var = counted
+    m = np.maximum(mu, 1e-9)
+    d = np.maximum(config.dispersion * var / m, 1e-6)  # independent peaks' (times the floor)
+    with np.errstate(divide="ignore"):
+        tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
+    tails = np.maximum(tails, LOG10_FLOOR)
+    return offs, tails, k, compared, mu, q1 - q0, d
+
+
+def _counts_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
+                  q1: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Per offset facing item frames ``[q0, q1)``: coincident and compared peaks, the null's mean and
+    independent peaks' variance. For offsets close together: every reference peak any of them faces,
+    against every offset (a few hundred x a few dozen)."""
+    n = item.n_frames
     a, b = np.searchsorted(frame, offs[0] + q0[0]), np.searchsorted(frame, offs[-1] + q1[-1])
     if b <= a:
         return None
@@ -230,26 +241,14 @@ def _coincidences_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, re
     k = (item.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
     p = item.occupancy[fb]
     fm = faced.astype(np.float64)
-    mu = fm @ p
-    m = np.maximum(mu, 1e-9)
-    d = np.maximum(config.dispersion * (fm @ (p * (1.0 - p))) / m, 1e-6)  # independent peaks'
-    with np.errstate(divide="ignore"):
-        tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
-    tails = np.maximum(tails, LOG10_FLOOR)
-    return offs, tails, k, faced.sum(axis=1), mu, q1 - q0, d
+    return k, faced.sum(axis=1), fm @ p, fm @ (p * (1.0 - p))
 
 
-def _coincidences_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_frames: int,
-                       offs: np.ndarray, config: MixtureMatchConfig) -> tuple[np.ndarray, ...] | None:
-    """:func:`_coincidences` for offsets far apart: the reference peaks (sorted by frame) an offset
+def _counts_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
+                 q1: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """:func:`_counts_dense` for offsets far apart: the reference peaks (sorted by frame) an offset
     faces are one run of them, so only those are gathered, offset by offset, and the null's sums are
     differences of running sums (the work is the peaks faced, however far apart the offsets are)."""
-    n = item.n_frames
-    q0, q1 = np.maximum(0, -offs), np.minimum(n, ref_frames - offs)
-    ok = (q1 - q0) >= config.min_share * n
-    if n == 0 or not ok.any():
-        return None
-    offs, q0, q1 = offs[ok], q0[ok], q1[ok]
     start, end = np.searchsorted(frame, offs + q0), np.searchsorted(frame, offs + q1)
     compared = end - start
     total = int(compared.sum())
@@ -262,14 +261,9 @@ def _coincidences_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref
     lo, hi = int(start.min()), int(end.max())
     p = item.occupancy[bins[lo:hi]]
     run_mu = np.concatenate([[0.0], np.cumsum(p)])
-    run_var = np.concatenate([[0.0], np.cumsum(p * (1.0 - p))])  # independent peaks' variance
-    mu = run_mu[end - lo] - run_mu[start - lo]
-    m = np.maximum(mu, 1e-9)
-    d = np.maximum(config.dispersion * (run_var[end - lo] - run_var[start - lo]) / m, 1e-6)
-    with np.errstate(divide="ignore"):
-        tails = np.where(k > mu, np.log10(gammainc(k / d, m / d)), 0.0)
-    tails = np.maximum(tails, LOG10_FLOOR)
-    return offs, tails, k, compared, mu, q1 - q0, d
+    run_var = np.concatenate([[0.0], np.cumsum(p * (1.0 - p))])
+    return (k, compared, run_mu[end - lo] - run_mu[start - lo],
+            run_var[end - lo] - run_var[start - lo])
 
 
 def coincidence(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int,
