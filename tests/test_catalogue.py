@@ -365,17 +365,3 @@ def test_landmark_lookup_equals_brute_force_and_skips_removed_recordings(catalog
                   for j in np.flatnonzero((keys >= lo[i]) & (keys <= hi[i])) if rec[j] != gone)
     assert got == want and len(want) > 300
     assert gone in set(rec.tolist()) and gone not in set(r.tolist())
-    # with a filter on (probe, pitch, span): only the postings it admits, every column still aligned
-    p1, span = np.load(seg / "lm_p1.npy"), np.load(seg / "lm_span.npy")
-
-    def admit(qi, pr, sp):
-        return (pr > np.median(p1)) ^ (qi % 2 == 0) & (sp < np.median(span))
-
-    q, r, t, p, sp = reader.landmark_lookup(lo, hi, admit)
-    assert admit(q, p, sp).all()
-    got = sorted((a, b, round(c, 4), d, e) for a, b, c, d, e in
-                 zip(q.tolist(), r.tolist(), t.tolist(), p.tolist(), sp.tolist(), strict=True))
-    want = sorted((i, int(rec[j]), round(float(t1[j]), 4), float(p1[j]), float(span[j]))
-                  for i in range(len(lo)) for j in np.flatnonzero((keys >= lo[i]) & (keys <= hi[i]))
-                  if rec[j] != gone and admit(np.array([i]), p1[j:j + 1], span[j:j + 1])[0])
-    assert got == want and 0 < len(want) < len(reader.landmark_lookup(lo, hi)[0])

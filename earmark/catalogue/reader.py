@@ -14,7 +14,7 @@ from earmark.catalogue.store import SEGMENT_FORMAT, Catalogue, Recording
 from earmark.errors import CatalogueError, ParamsMismatchError
 from earmark.fingerprint.landmarks import Triplets
 from earmark.index import FaissBinaryIndex
-from earmark.index.postings import Admit, Postings
+from earmark.index.postings import Postings
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,9 @@ class CatalogueReader:
     def recording_duration(self, rec_id: int) -> float:
         return float(self.recordings[int(rec_id)].duration_s)
 
-    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray, admit: Admit | None = None
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every live landmark posting with ``lo[q] <= key <= hi[q]``, over all segments, and with
-        ``admit`` only those it admits (see :class:`earmark.match.landmarks.LandmarkIndex`).
+        """Every live landmark posting with ``lo[q] <= key <= hi[q]``, over all segments.
 
         Returns ``(q, rec_id, t1, p1, span)``: the index into ``lo``/``hi`` of each hit and the
         posting's recording, anchor time, anchor pitch and span.
@@ -147,14 +146,10 @@ class CatalogueReader:
             if len(q) == 0:
                 continue
             cols = seg.landmarks.columns
-            p1, span = np.asarray(cols["p1"][rows]), np.asarray(cols["span"][rows])
-            if admit is not None:  # before the other columns are read: most postings are not
-                ok = np.flatnonzero(admit(q, p1, span))
-                q, rows, p1, span = q[ok], rows[ok], p1[ok], span[ok]
             rec = np.asarray(cols["rec"][rows], dtype=np.int64)
-            live = np.flatnonzero(self._live_mask[rec])
+            live = self._live_mask[rec]
             rows = rows[live]
-            parts.append((q[live], rec[live], np.asarray(cols["t1"][rows]), p1[live], span[live]))
+            parts.append((q[live], rec[live], *(np.asarray(cols[c][rows]) for c in ("t1", "p1", "span"))))
         if not parts:
             z = np.zeros(0, np.int64)
             f = np.zeros(0, np.float32)

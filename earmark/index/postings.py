@@ -8,18 +8,12 @@ as ``.npy`` and memory-mapped, like the Chromaprint segments.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from earmark.errors import ParameterError
 from earmark.fingerprint.landmarks import Triplets
-
-#: A filter on landmark hits applied inside a lookup, before the other columns are read:
-#: ``admit(query, p1, span)`` -> bool per hit (the probe each came from, the posting's anchor
-#: pitch and span).
-Admit = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
