@@ -36,8 +36,9 @@ the envelope verifier's: a copy that fills only part of an item is left to the o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from scipy.special import gammainc
@@ -401,16 +402,16 @@ def best_place(item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray], 
 
 
 def _judge(ev: Evidence | None, item: ItemPeaks, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
-           ref_frames: int, config: MixtureMatchConfig, catalogue_frames: float
+           local: Callable[[], float], config: MixtureMatchConfig, catalogue_frames: float
            ) -> tuple[float, Evidence] | None:
     """``(log10 FMP, evidence)`` when the place passes both tests (the tail at the pair's own
-    dispersion, measured only now: it only weakens the tail), else None."""
+    dispersion ``local()``, asked for only now: it only weakens the tail), else None."""
     if ev is None:
         return None
     fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
     if fmp10 > math.log10(config.max_fmp):
         return None
-    d = local_dispersion(item, ref, ref_frames, config)
+    d = local()
     if d > ev.dispersion:
         ev = replace(ev, log10_tail=pair_tail(ev, d))
         fmp10 = log10_fmp(ev.log10_tail, catalogue_frames, config)
@@ -438,6 +439,13 @@ def verify_alignments(
     tried: dict[int, list[int]] = {}
     found: list[tuple[float, int, Evidence]] = []
     refs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    dispersions: dict[int, float] = {}
+
+    def local(rec_id: int, ref: tuple[np.ndarray, np.ndarray, np.ndarray], ref_frames: int) -> float:
+        if rec_id not in dispersions:  # the pair's, whichever place: measured once per recording
+            dispersions[rec_id] = local_dispersion(item, ref, ref_frames, config)
+        return dispersions[rec_id]
+
     for rec_id, off in proposals:
         if rec_id not in recordings:
             continue
@@ -446,9 +454,11 @@ def verify_alignments(
             continue
         tried.setdefault(rec_id, []).append(o0)
         ref_frames = int(recordings[rec_id].duration_s / fd)
-        ref = refs[rec_id] if rec_id in refs else refs.setdefault(rec_id, peak_map(rec_id))  # type: ignore[operator]
+        if rec_id not in refs:
+            refs[rec_id] = peak_map(rec_id)  # type: ignore[operator]
+        ref = refs[rec_id]
         ev = coincidence(item, ref, ref_frames, np.arange(o0 - span, o0 + span + 1), config)
-        passed = _judge(ev, item, ref, ref_frames, config, catalogue_frames)
+        passed = _judge(ev, item, ref, partial(local, rec_id, ref, ref_frames), config, catalogue_frames)
         if passed is not None:
             found.append((passed[0], rec_id, passed[1]))
     # a recording found somewhere may repeat the passage: its best place over the whole recording
@@ -458,7 +468,7 @@ def verify_alignments(
         ev = best_place(item, ref, ref_frames, config)
         if ev is None or any(r == rec_id and abs(e.offset - ev.offset) <= 2 * span for _, r, e in found):
             continue
-        passed = _judge(ev, item, ref, ref_frames, config, catalogue_frames)
+        passed = _judge(ev, item, ref, partial(local, rec_id, ref, ref_frames), config, catalogue_frames)
         if passed is not None:
             found.append((passed[0], rec_id, passed[1]))
     found.sort(key=lambda x: (x[0], x[1], x[2].offset))
