@@ -89,7 +89,7 @@ from earmark.fingerprint.envelope import EnvelopeConfig, to_db
 from earmark.fingerprint.peaks import extract_peaks
 from earmark.fingerprint.pipeline import fingerprint_samples
 from earmark.match import mixture as mix
-from earmark.match.calibration import chance_events, fitted_calibration, strongest_log10_fmp
+from earmark.match.calibration import chance_events, fitted_calibration, strongest_log10_fmps
 from earmark.match.chromaprint import MatchConfig, candidate_diagonals
 from earmark.match.envelope import (
     INFLATION,
@@ -112,6 +112,9 @@ _R: dict[str, object] = {}
 
 
 # ------------------------------------------------------------------------------- envelope family
+SAME_ARTIST = "neg_withheld_same_artist"
+
+
 def pair_tail(z: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
     """P(X >= z and Y >= z) for standard normals of correlation ``c`` (Owen's T; ``z`` > 0)."""
     c = np.clip(np.asarray(c, dtype=np.float64), -0.999999, 0.999999)
@@ -337,8 +340,8 @@ def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
 def mixture_summary(res: list) -> dict[str, object]:
     """Print the mixture verifier's table (unrelated items; same-artist items); return it."""
     out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "offsets_per_recording": MIX_OFFSETS}
-    groups = {"unrelated": [r for r in res if r[0] != "neg_withheld_same_artist"],
-              "same_artist": [r for r in res if r[0] == "neg_withheld_same_artist"]}
+    groups = {"unrelated": [r for r in res if r[0] != SAME_ARTIST],
+              "same_artist": [r for r in res if r[0] == SAME_ARTIST]}
     print(f"\nmixture verifier: coincidence tails at {MIX_OFFSETS} random whole-item offsets per "
           f"(null item, recording), at each pair's own dispersion (at least "
           f"{mix.MixtureMatchConfig().dispersion:g}x independent peaks')")
@@ -381,7 +384,8 @@ def _generated(i: int, sr: int) -> np.ndarray:
     return synth.song(50_000 + i, duration=dur, sr=sr)
 
 
-def _job(task: tuple[str, str, int]) -> tuple[str, str, float, float, EnvelopeTests, float, MixtureTests]:
+def _job(task: tuple[str, str, int]
+         ) -> tuple[str, str, float, float, EnvelopeTests, float, MixtureTests, float]:
     kind, ref, i = task
     reader: CatalogueReader = _R["reader"]  # type: ignore[assignment]
     cfg = reader.landmark_config
@@ -392,12 +396,13 @@ def _job(task: tuple[str, str, int]) -> tuple[str, str, float, float, EnvelopeTe
         try:
             x = decode(ref, sr=sr).samples
         except DecodeError:
-            return kind, ref, 0.0, 0.0, EnvelopeTests(), 0.0, MixtureTests()
+            return kind, ref, 0.0, 0.0, EnvelopeTests(), 0.0, MixtureTests(), 0.0
     dur = len(x) / sr
-    lf = strongest_log10_fmp(extract_peaks(x, cfg.query_peaks), dur, reader, cfg, _R["hough"])  # type: ignore[arg-type]
+    lf, lf_rep = strongest_log10_fmps(extract_peaks(x, cfg.query_peaks), dur, reader, cfg,
+                                      _R["hough"])  # type: ignore[arg-type]
     env, env_lf = item_envelope_tests(x, sr, reader, _R["inflation"])  # type: ignore[arg-type]
     mixt = item_mixture_tests(x, sr, reader, seed=i if kind == "generated" else zlib.crc32(ref.encode()))
-    return kind, ref, dur, lf, env, env_lf, mixt
+    return kind, ref, dur, lf, env, env_lf, mixt, lf_rep
 
 
 def main() -> None:
@@ -444,13 +449,29 @@ def main() -> None:
         print(f"  {k:26s} {v['items']:4d} items, strongest log10 FMP {v['strongest_log10_fmp']}")
     fit = fitted_calibration(strongest, 0.1)
     print(f"calibration factor that would match observed to predicted at alpha 0.1: {fit:.3g}")
+    reportable = reportable_rows(res)
+
 
     envelope = envelope_summary(res, a.inflation, _reader_frames(a.catalogue))
     mixture = mixture_summary(res)
     if a.json:
         a.json.write_text(json.dumps({"rows": [r.__dict__ for r in rows], "per_kind": per_kind,
                                       "fitted_at_0.1": fit, "calibration": a.calibration,
+                                      "reportable": reportable,
                                       "envelope": envelope, "mixture": mixture}, indent=1))
+
+
+def reportable_rows(res: list) -> dict[str, list[dict[str, float]]]:
+    """The same rows for the alignments a landmark match could be made of (evidence spanning
+    ``min_span`` of the item), unrelated and same-artist items apart: which alignments chance makes
+    that the decision could act on."""
+    out = {}
+    print("reportable alignments only (evidence spanning min_span of the item):")
+    for name, same in (("unrelated", False), ("same-artist", True)):
+        rows = chance_events([r[7] for r in res if (r[0] == SAME_ARTIST) == same], ALPHAS)
+        out[name] = [r.__dict__ for r in rows]
+        print(f"  {name:12s}" + " ".join(f"{r.alpha:g}: {r.observed}/{r.predicted:.1f}" for r in rows))
+    return out
 
 
 def _reader_frames(cat: Path) -> int:

@@ -36,8 +36,18 @@ class CalibrationRow:
 def strongest_log10_fmp(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
                         hough: HoughConfig) -> float:
     """log10 FMP of the strongest alignment one item makes with the catalogue (0 if none)."""
+    return strongest_log10_fmps(peaks, duration, index, config, hough)[0]
+
+
+def strongest_log10_fmps(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
+                         hough: HoughConfig) -> tuple[float, float]:
+    """log10 FMP of the strongest alignment one item makes with the catalogue, and of the strongest
+    that could be reported: one whose evidence spans ``hough.min_span`` of the item, as
+    :func:`~earmark.match.landmarks.match_peaks` requires (0 if none)."""
     cands = search(peaks, duration, index, config.triplets, hough)
-    return min((c.log10_fmp for c in cands), default=0.0)
+    min_span = hough.min_span(duration)
+    return (min((c.log10_fmp for c in cands), default=0.0),
+            min((c.log10_fmp for c in cands if c.query_end - c.query_start >= min_span), default=0.0))
 
 
 def chance_events(strongest: np.ndarray | list[float], alphas: tuple[float, ...]) -> list[CalibrationRow]:

@@ -113,6 +113,10 @@ class HoughConfig:
     copy_fmp: float = 1e-6
     confirm_fmp: float = 1e-6
 
+    def min_span(self, item_duration: float) -> float:
+        """The shortest evidence span (s) a landmark match of an item this long may have."""
+        return max(self.min_span_s, self.min_span_fraction * min(item_duration, 10.0))
+
     @property
     def search_fmp(self) -> float:
         """Landmark matches worth keeping before the decision: those that may stand alone and
@@ -375,7 +379,7 @@ def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings:
     span enough of the item, one per (recording, alignment), spans merged across windows, in item
     order. ``hits_out`` collects the index hits (see :func:`search`)."""
     limit = math.log10(hc.max_fmp if max_fmp is None else max_fmp)
-    min_span = max(hc.min_span_s, hc.min_span_fraction * min(duration, 10.0))
+    min_span = hc.min_span(duration)
     sig = [c for c in search(peaks, duration, index, tc, hc, hits_out=hits_out)
            if c.log10_fmp <= limit and c.query_end - c.query_start >= min_span]
     groups: list[list[Candidate]] = []
