@@ -2,7 +2,8 @@
 
 If the false-match probability (FMP) of the strongest alignment an unrelated item produces is
 calibrated, then over many unrelated items the share whose strongest FMP is at most ``alpha`` is
-``alpha``: the *predicted* number of chance events at threshold ``alpha`` is ``alpha * n_items``.
+``alpha``: the *predicted* number of chance events at threshold ``alpha`` is ``alpha * n_items``
+(``n_items``: the items judged at all, see :class:`Strongest`).
 :func:`chance_events` counts the *observed* ones. Used by ``benchmarks/null_calibration.py`` (the
 benchmark's negatives and generated audio) and by the test suite (generated audio only).
 """
@@ -33,21 +34,39 @@ class CalibrationRow:
         return self.observed / self.predicted if self.predicted > 0 else float("inf")
 
 
+@dataclass(frozen=True)
+class Strongest:
+    """log10 FMPs of the strongest alignments of one item (0 where it has none).
+
+    ``analytic``: by the analytic model (:func:`~earmark.match.landmarks.log10_fmp`);
+    ``reportable``: the same among alignments whose evidence spans ``min_span`` of the item (what a
+    landmark match needs); ``empirical``: by the empirical null
+    (:func:`~earmark.match.landmarks.empirical_log10_fmp`). ``tested``: the item made at least one
+    alignment with enough distinct pitches to be judged at all (silence, noise and tones mostly do
+    not; an item that is never tested can have no chance event, so it is not counted)."""
+
+    analytic: float
+    reportable: float
+    empirical: float
+    tested: bool
+
+
 def strongest_log10_fmp(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
                         hough: HoughConfig) -> float:
     """log10 FMP of the strongest alignment one item makes with the catalogue (0 if none)."""
-    return strongest_log10_fmps(peaks, duration, index, config, hough)[0]
+    return strongest_log10_fmps(peaks, duration, index, config, hough).analytic
 
 
 def strongest_log10_fmps(peaks: Peaks, duration: float, index: LandmarkIndex, config: LandmarkConfig,
-                         hough: HoughConfig) -> tuple[float, float]:
-    """log10 FMP of the strongest alignment one item makes with the catalogue, and of the strongest
-    that could be reported: one whose evidence spans ``hough.min_span`` of the item, as
-    :func:`~earmark.match.landmarks.match_peaks` requires (0 if none)."""
+                         hough: HoughConfig) -> Strongest:
+    """The strongest alignments one item makes with the catalogue, by each measure."""
     cands = search(peaks, duration, index, config.triplets, hough)
     min_span = hough.min_span(duration)
-    return (min((c.log10_fmp for c in cands), default=0.0),
-            min((c.log10_fmp for c in cands if c.query_end - c.query_start >= min_span), default=0.0))
+    return Strongest(
+        analytic=min((c.log10_fmp for c in cands), default=0.0),
+        reportable=min((c.log10_fmp for c in cands if c.query_end - c.query_start >= min_span), default=0.0),
+        empirical=min((c.log10_empirical_fmp for c in cands), default=0.0),
+        tested=any(c.pitches >= hough.min_pitches for c in cands))
 
 
 def chance_events(strongest: np.ndarray | list[float], alphas: tuple[float, ...]) -> list[CalibrationRow]:

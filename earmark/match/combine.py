@@ -59,6 +59,7 @@ def merge(c: Match, lm: Match) -> Match:
         time_factor=strong.time_factor, pitch_st=strong.pitch_st,
         transform=strong.transform, anchors=strong.anchors, hits=strong.hits,
         alternative=c.alternative and lm.alternative,
+        empirical_fmp=min((x.empirical_fmp for x in (c, lm) if x.empirical_fmp is not None), default=None),
     )
 
 

@@ -27,6 +27,13 @@ LOG10_FLOOR = -300.0
 SPAN_BIN_S = 0.5
 #: Bits of a packed Hough cell below the recording id (factor 6, shift 6, offset 24).
 _CELL_BITS = 36
+#: The empirical null (:func:`empirical_log10_fmp`) fits the tail of Hough cells with at least this
+#: many hits on the item's other recordings.
+EMPIRICAL_MIN_HITS = 2
+#: The tail is fitted above the count of the item's this-many-th strongest such cell.
+EMPIRICAL_TAIL = 20
+#: Its per-hit decay when fewer than three such cells exist (too few to fit): tenfold per hit.
+EMPIRICAL_FALLBACK_LOG10_DECAY = -1.0
 
 
 class LandmarkIndex(Protocol):
@@ -147,6 +154,7 @@ class Candidate:
     query_start: float
     query_end: float
     log10_fmp: float
+    log10_empirical_fmp: float = 0.0  # measured against the item's other recordings (0: no null)
 
 
 def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: float, n_windows: int,
@@ -176,6 +184,50 @@ def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: f
     offsets = (catalogue_seconds + n_recordings * span) / (2 * hc.inlier_s)
     tests = offsets * shifts * factors * max(1, n_windows)
     return min(0.0, float(tail) + math.log10(tests * hc.calibration))
+
+
+def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: float, rec_duration: float,
+                        n_recordings: int, window_s: float, n_windows: int, hc: HoughConfig) -> float:
+    """log10 of the probability that chance gives an alignment of ``hits`` hits in its Hough cell,
+    measured on the item itself: its cells on the *other* recordings (``other``: their hit counts,
+    those of at least ``EMPIRICAL_MIN_HITS``) are its chance alignments with music it does not hold.
+
+    Where ``hits`` is within their range, the expected number of chance cells at least this strong is
+    counted; beyond it, the tail above a threshold ``u`` (the ``EMPIRICAL_TAIL``-th strongest count,
+    at least ``EMPIRICAL_MIN_HITS``) is fitted as geometric (maximum likelihood, one pseudo-cell):
+    each further hit is ``q = m / (1 + m)`` times as likely, ``m`` the mean excess over ``u``, so
+    ``E = n_u * q ** (hits - u)``. ``E`` is scaled from the other recordings' cells to the whole
+    catalogue's (in proportion to their seconds plus one window each) and multiplied by the windows;
+    the probability is ``1 - exp(-E)``. An item that holds rich music agrees with much of any
+    catalogue by chance (shared keys, chords and tempos) and so sets itself a higher bar; that is what
+    the analytic model (:func:`log10_fmp`) misses. 0 (no estimate) when the catalogue has no other
+    recording."""
+    span = min(window_s, hc.window_s)
+    other_s = catalogue_seconds - rec_duration + (n_recordings - 1) * span
+    if n_recordings < 2 or other_s <= 0:
+        return 0.0
+    scale = max(n_windows, 1) * (catalogue_seconds + n_recordings * span) / other_s
+    other = np.asarray(other)
+    if len(other) >= 3:
+        u = max(EMPIRICAL_MIN_HITS, int(np.partition(other, -min(EMPIRICAL_TAIL, len(other)))[
+            -min(EMPIRICAL_TAIL, len(other))]))
+        tail = other[other >= u]
+        m = (float(np.sum(tail - u)) + 1.0) / (len(tail) + 1.0)
+        decay = math.log10(m / (1.0 + m))
+        n_u = len(tail)
+    else:
+        u, decay, n_u = EMPIRICAL_MIN_HITS, EMPIRICAL_FALLBACK_LOG10_DECAY, max(len(other), 1)
+    # mid-p: cells as strong as this one count half (a count moves in whole hits, and counting them
+    # whole makes every probability conservative by up to a factor 1 / q at loose thresholds)
+    if hits <= u:
+        as_strong = float(np.sum(other > hits)) + 0.5 * float(np.sum(other == hits))
+        log10_e = math.log10(scale * max(as_strong, 0.5))
+    else:
+        log10_e = math.log10(scale * n_u * 0.5 * (1.0 + 10**decay)) + (hits - u) * decay
+    if log10_e > 1.0:
+        return 0.0
+    p = log10_e if log10_e < -8 else math.log10(-math.expm1(-10**log10_e))
+    return max(min(0.0, p), LOG10_FLOOR)
 
 
 def _windows(duration: float, hc: HoughConfig) -> list[tuple[float, float]]:
@@ -259,8 +311,12 @@ def hough_candidates(h: Hits, index: LandmarkIndex, tc: TripletConfig, hc: Hough
         best = np.lexsort((np.arange(len(counts)), -counts))
     top = starts[best]
     anchor = h.anchor
+    # the item's chance level: its cells with at least EMPIRICAL_MIN_HITS hits, per recording
+    strong = counts >= EMPIRICAL_MIN_HITS
+    strong_rec = ps[starts[strong]] >> _CELL_BITS
+    strong_counts = counts[strong]
     out: list[Candidate] = []
-    for cell in ps[top]:
+    for cell, seed in zip(ps[top], counts[best], strict=True):
         r = int(cell >> _CELL_BITS)
         a0 = np.searchsorted(ps, r << _CELL_BITS)
         a1 = np.searchsorted(ps, (r + 1) << _CELL_BITS)
@@ -285,16 +341,21 @@ def hough_candidates(h: Hits, index: LandmarkIndex, tc: TripletConfig, hc: Hough
         anchors = len(np.unique(anchor[inl]))
         pitches = len(np.unique(np.round(h.qp1[inl])))
         if pitches < hc.min_pitches:
-            lf10 = 0.0
+            lf10 = elf10 = 0.0
         else:
             lf10 = log10_fmp(anchors, len(idx), rec_duration=index.recording_duration(r),
                              window_s=w1 - w0, n_windows=n_windows,
                              catalogue_seconds=index.landmark_seconds,
                              n_recordings=index.n_recordings, tc=tc, hc=hc)
+            elf10 = empirical_log10_fmp(
+                int(seed), strong_counts[strong_rec != r], catalogue_seconds=index.landmark_seconds,
+                rec_duration=index.recording_duration(r),
+                n_recordings=index.n_recordings, window_s=w1 - w0, n_windows=n_windows, hc=hc)
         q0, q1 = evidence_span(tq[inl], tq[inl] + h.qspan[inl], hc)
         out.append(Candidate(
             rec_id=r, time_factor=a, pitch_st=s, offset_s=b, anchors=anchors, pitches=pitches,
-            hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10))
+            hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10,
+            log10_empirical_fmp=elf10))
     return _dedupe(out)
 
 
@@ -411,7 +472,8 @@ def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings:
             n_distinct=0, alternative=alternative, family="landmark", time_factor=best.time_factor,
             pitch_st=best.pitch_st,
             transform=transform_reading(best.time_factor, best.pitch_st), anchors=best.anchors,
-            hits=best.hits))
+            hits=best.hits,
+            empirical_fmp=10**best.log10_empirical_fmp if index.n_recordings > 1 else None))
     out.sort(key=lambda m: (m.query_start, m.track_id))
     return out
 

@@ -60,6 +60,13 @@ class Match:
         Mixture evidence (family ``mixture``): the share of the recording's loud peaks that the item
         lacks although nothing in it is loud enough to hide them; ``n_items`` then holds the
         recording's peaks the item faces, ``n_distinct`` those the item has a peak at.
+    empirical_fmp : float or None
+        Landmark evidence: the probability of an alignment this strong by chance, measured on the
+        item itself (its chance alignments with the catalogue's other recordings, extrapolated to
+        this strength; :func:`earmark.match.landmarks.empirical_log10_fmp`). Calibrated on
+        non-catalogue audio, where the analytic ``fmp`` of landmark evidence understates chance
+        between pieces of music; decisions still use ``fmp`` (docs/matching.md). None without
+        landmark evidence.
     """
 
     track_id: str
@@ -83,12 +90,15 @@ class Match:
     hits: int = 0
     envelope_r: float | None = None
     unmasked: float | None = None
+    empirical_fmp: float | None = None
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:
             raise ParameterError(f"match spans must not be reversed: {self}")
         if not 0.0 <= self.fmp <= 1.0:
             raise ParameterError(f"fmp={self.fmp} must be a probability")
+        if self.empirical_fmp is not None and not 0.0 <= self.empirical_fmp <= 1.0:
+            raise ParameterError(f"empirical_fmp={self.empirical_fmp} must be a probability")
 
     @property
     def duration(self) -> float:
@@ -107,6 +117,8 @@ class Match:
         d["pitch_st"] = round(self.pitch_st, 3)
         if self.unmasked is not None:
             d["unmasked"] = round(self.unmasked, 4)
+        if self.empirical_fmp is not None:
+            d["empirical_fmp"] = float(f"{self.empirical_fmp:.3g}")
         return d
 
 

@@ -245,6 +245,8 @@ def _match_ref(rec: dict, m: dict) -> dict:
         "ref_end": m["ref_end"],
         "duration_s": _r3(m["query_end"] - m["query_start"]),
         "score": m["score"],
+        "fmp": m.get("fmp"),
+        "empirical_fmp": m.get("empirical_fmp"),
         "ber": m.get("ber"),
         "family": m.get("family", "chromaprint"),
         "anchors": m.get("anchors", 0),
