@@ -9,7 +9,7 @@ reported once over the union of their spans. See ``docs/matching.md`` for the nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +33,8 @@ EMPIRICAL_MIN_HITS = 2
 #: The tail is fitted above the count of the item's this-many-th strongest such cell.
 EMPIRICAL_TAIL = 20
 #: Its per-hit decay when fewer than three such cells exist (too few to fit): tenfold per hit.
+#: Recordings that some alignment places at this analytic FMP are left out of the item's null.
+EMPIRICAL_PRESENT_FMP = 1e-6
 EMPIRICAL_FALLBACK_LOG10_DECAY = -1.0
 
 
@@ -186,11 +188,13 @@ def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: f
     return min(0.0, float(tail) + math.log10(tests * hc.calibration))
 
 
-def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: float, rec_duration: float,
-                        n_recordings: int, window_s: float, n_windows: int, hc: HoughConfig) -> float:
-    """log10 of the probability that chance gives an alignment of ``hits`` hits in its Hough cell,
-    measured on the item itself: its cells on the *other* recordings (``other``: their hit counts,
-    those of at least ``EMPIRICAL_MIN_HITS``) are its chance alignments with music it does not hold.
+def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: float, left_out_seconds: float,
+                        n_left_out: int, n_recordings: int, window_s: float, n_windows: int,
+                        hc: HoughConfig) -> float:
+    """log10 of the probability that chance gives an alignment whose strongest Hough cell holds
+    ``hits`` hits, measured on the item itself: its cells on the recordings it does not hold (all but
+    ``n_left_out`` of them, ``left_out_seconds`` long; ``other``: their hit counts, those of at least
+    ``EMPIRICAL_MIN_HITS``) are its chance alignments with music.
 
     Where ``hits`` is within their range, the expected number of chance cells at least this strong is
     counted; beyond it, the tail above a threshold ``u`` (the ``EMPIRICAL_TAIL``-th strongest count,
@@ -200,11 +204,11 @@ def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: floa
     catalogue's (in proportion to their seconds plus one window each) and multiplied by the windows;
     the probability is ``1 - exp(-E)``. An item that holds rich music agrees with much of any
     catalogue by chance (shared keys, chords and tempos) and so sets itself a higher bar; that is what
-    the analytic model (:func:`log10_fmp`) misses. 0 (no estimate) when the catalogue has no other
-    recording."""
+    the analytic model (:func:`log10_fmp`) misses. 0 (no estimate) when the catalogue has no
+    recording left."""
     span = min(window_s, hc.window_s)
-    other_s = catalogue_seconds - rec_duration + (n_recordings - 1) * span
-    if n_recordings < 2 or other_s <= 0:
+    other_s = catalogue_seconds - left_out_seconds + (n_recordings - n_left_out) * span
+    if n_recordings <= n_left_out or other_s <= 0:
         return 0.0
     scale = max(n_windows, 1) * (catalogue_seconds + n_recordings * span) / other_s
     other = np.asarray(other)
@@ -311,12 +315,10 @@ def hough_candidates(h: Hits, index: LandmarkIndex, tc: TripletConfig, hc: Hough
         best = np.lexsort((np.arange(len(counts)), -counts))
     top = starts[best]
     anchor = h.anchor
-    # the item's chance level: its cells with at least EMPIRICAL_MIN_HITS hits, per recording
-    strong = counts >= EMPIRICAL_MIN_HITS
-    strong_rec = ps[starts[strong]] >> _CELL_BITS
-    strong_counts = counts[strong]
+    cells = ps[starts]
     out: list[Candidate] = []
-    for cell, seed in zip(ps[top], counts[best], strict=True):
+    line_cells: list[int] = []  # hits in the strongest cell on each candidate's line
+    for cell in ps[top]:
         r = int(cell >> _CELL_BITS)
         a0 = np.searchsorted(ps, r << _CELL_BITS)
         a1 = np.searchsorted(ps, (r + 1) << _CELL_BITS)
@@ -341,22 +343,48 @@ def hough_candidates(h: Hits, index: LandmarkIndex, tc: TripletConfig, hc: Hough
         anchors = len(np.unique(anchor[inl]))
         pitches = len(np.unique(np.round(h.qp1[inl])))
         if pitches < hc.min_pitches:
-            lf10 = elf10 = 0.0
+            lf10 = 0.0
         else:
             lf10 = log10_fmp(anchors, len(idx), rec_duration=index.recording_duration(r),
                              window_s=w1 - w0, n_windows=n_windows,
                              catalogue_seconds=index.landmark_seconds,
                              n_recordings=index.n_recordings, tc=tc, hc=hc)
-            elf10 = empirical_log10_fmp(
-                int(seed), strong_counts[strong_rec != r], catalogue_seconds=index.landmark_seconds,
-                rec_duration=index.recording_duration(r),
-                n_recordings=index.n_recordings, window_s=w1 - w0, n_windows=n_windows, hc=hc)
         q0, q1 = evidence_span(tq[inl], tq[inl] + h.qspan[inl], hc)
         out.append(Candidate(
             rec_id=r, time_factor=a, pitch_st=s, offset_s=b, anchors=anchors, pitches=pitches,
-            hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10,
-            log10_empirical_fmp=elf10))
-    return _dedupe(out)
+            hits=len(inl), background=len(idx), query_start=q0, query_end=q1, log10_fmp=lf10))
+        line_cells.append(int(counts[np.searchsorted(cells, np.unique(packed[inl]))].max()))
+    return _dedupe(_with_empirical(out, line_cells, cells, counts, index, hc, window_s=w1 - w0,
+                                   n_windows=n_windows))
+
+
+def _with_empirical(cands: list[Candidate], line_cells: list[int], cells: np.ndarray, counts: np.ndarray,
+                    index: LandmarkIndex, hc: HoughConfig, *, window_s: float, n_windows: int
+                    ) -> list[Candidate]:
+    """The window's candidates with their empirical FMP (:func:`empirical_log10_fmp`): the null is
+    the item's cells on recordings it does not hold, so the candidate's own recording is left out,
+    and so is every recording that some candidate already places at ``EMPIRICAL_PRESENT_FMP`` (a
+    medley's other pieces, the music a copy is buried under: their cells are copies, not chance)."""
+    if not cands:
+        return cands
+    cut = math.log10(EMPIRICAL_PRESENT_FMP)
+    present = sorted({c.rec_id for c in cands if c.log10_fmp <= cut})
+    strong = counts >= EMPIRICAL_MIN_HITS
+    strong_rec = cells[strong] >> _CELL_BITS
+    strong_counts = counts[strong]
+    out = []
+    for c, k in zip(cands, line_cells, strict=True):
+        if c.pitches < hc.min_pitches:
+            out.append(c)
+            continue
+        left_out = sorted(set(present) | {c.rec_id})
+        null = strong_counts[~np.isin(strong_rec, left_out)]
+        lf = empirical_log10_fmp(k, null, catalogue_seconds=index.landmark_seconds,
+                                 left_out_seconds=sum(index.recording_duration(r) for r in left_out),
+                                 n_left_out=len(left_out), n_recordings=index.n_recordings,
+                                 window_s=window_s, n_windows=n_windows, hc=hc)
+        out.append(replace(c, log10_empirical_fmp=lf))
+    return out
 
 
 def evidence_span(start: np.ndarray, end: np.ndarray, hc: HoughConfig) -> tuple[float, float]:
