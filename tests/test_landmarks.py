@@ -193,6 +193,89 @@ def test_predicted_and_observed_chance_matches_agree_within_a_factor_of_3():
     assert min(strongest) > np.log10(HoughConfig().max_fmp)
 
 
+def _efmp(hits, other, **kw):
+    from earmark.match.landmarks import empirical_log10_fmp
+
+    args = dict(catalogue_seconds=1000.0, left_out_seconds=100.0, n_left_out=1, n_recordings=10,
+                window_s=20.0, n_windows=1, hc=HoughConfig())
+    return empirical_log10_fmp(hits, np.asarray(other), **{**args, **kw})
+
+
+def test_empirical_fmp_known_answers():
+    from earmark.match import landmarks as lm
+
+    scale = (1000 + 10 * 20) / (900 + 9 * 20)  # the whole catalogue's cells over the other recordings'
+    # 20 chance cells of 2..5 hits: the tail is fitted above the 20th strongest (2), mean excess 1.5,
+    # with one pseudo-cell (31 + 1) / (20 + 1); each further hit is q = m / (1 + m) as likely
+    other = [2] * 8 + [3] * 6 + [4] * 4 + [5] * 2
+    m = (6 + 8 + 6 + 1) / 21
+    q = m / (1 + m)
+    e = scale * 20 * 0.5 * (1 + q) * q**10  # 12 hits: mid-p, 10 above the threshold
+    assert _efmp(12, other) == pytest.approx(np.log10(-np.expm1(-e)), abs=1e-9)
+    # within the observed range (here the weakest of three) the cells are counted, mid-p: 2 stronger,
+    # 1 as strong, counting half
+    assert _efmp(3, [5, 4, 3]) == pytest.approx(np.log10(-np.expm1(-scale * 2.5)), abs=1e-9)
+    # no estimate without a recording left; a weak alignment is a sure chance event (log10 1 = 0)
+    assert _efmp(30, other, n_left_out=10) == 0.0
+    assert _efmp(2, other) == 0.0
+    # fewer than three chance cells: the fallback decay from EMPIRICAL_MIN_HITS
+    d = lm.EMPIRICAL_FALLBACK_LOG10_DECAY
+    e = scale * 1 * 10 ** (d * 6) * 0.5 * (1 + 10**d)
+    assert _efmp(8, [3]) == pytest.approx(np.log10(e), abs=1e-6)
+    # stronger alignments are rarer; a richer chance level (heavier tail) makes the same one commoner
+    assert _efmp(15, other) < _efmp(10, other) < _efmp(6, other)
+    assert _efmp(10, [x + 3 for x in other]) > _efmp(10, other)
+    # more windows searched, more chance
+    assert _efmp(10, other, n_windows=5) > _efmp(10, other)
+
+
+def test_empirical_fmp_leaves_out_recordings_the_item_holds(songs, index):
+    """A medley of two registered recordings: each one's alignment is judged against the item's chance
+    level on recordings it does not hold. Counting the other piece's cells as chance would make its
+    null a copy, and the evidence weak (the negative control)."""
+    from earmark.match import landmarks as lm
+
+    medley = np.concatenate([songs[0][5 * SR : 14 * SR], songs[2][20 * SR : 29 * SR]])
+    others = {10 + i: (triplets(extract_peaks(synth.song(400 + i, duration=40.0, sr=SR), PC), TC), 40.0)
+              for i in range(8)}
+    mine = {i: (triplets(extract_peaks(x, PC), TC), 40.0) for i, x in enumerate(songs)}
+    idx = MemoryIndex({**mine, **others})
+    peaks = extract_peaks(medley, QC)
+
+    def best(cands):
+        return {r: min(c.log10_empirical_fmp for c in cands if c.rec_id == r) for r in (0, 2)}
+
+    found = best(search(peaks, len(medley) / SR, idx, TC, HoughConfig()))
+    assert max(found.values()) < -6
+    old = lm.EMPIRICAL_PRESENT_FMP
+    try:
+        lm.EMPIRICAL_PRESENT_FMP = 1e-300  # nothing is left out but the candidate's own recording
+        blind = best(search(peaks, len(medley) / SR, idx, TC, HoughConfig()))
+    finally:
+        lm.EMPIRICAL_PRESENT_FMP = old
+    assert max(blind.values()) > max(found.values()) + 3
+
+
+def test_empirical_chance_matches_agree_within_a_factor_of_3():
+    """The fast version of benchmarks/null_calibration.py for the FMP the report gives: unrelated
+    generated songs against a generated catalogue; at thresholds 0.5 to 0.1 (over the items judged at
+    all) the observed count of chance events is within a factor of 3 of the prediction. (Songs of one
+    generator share scale, tempo grid and timbres, so below 0.1 they meet by near-miss more often
+    than chance between real recordings does: 20 events at 0.05 against 4 predicted. The benchmark
+    checks the smaller thresholds on real music.)"""
+    from earmark.match.calibration import chance_events, strongest_log10_fmps
+
+    idx = MemoryIndex({i: (triplets(extract_peaks(synth.song(700 + i, duration=60.0, sr=SR), PC), TC), 60.0)
+                       for i in range(20)})
+    st = [strongest_log10_fmps(extract_peaks(synth.song(900 + i, duration=10.0, sr=SR), QC), 10.0, idx,
+                               LC, HoughConfig()) for i in range(200)]
+    tested = [s.empirical for s in st if s.tested]
+    rows = [r for r in chance_events(tested, (0.5, 0.3, 0.2, 0.1)) if max(r.predicted, r.observed) >= 20]
+    assert len(rows) == 4
+    for r in rows:
+        assert 1 / 3 <= r.ratio <= 3, r
+
+
 def test_window_by_window_triplets_equal_whole_item_triplets(index, songs):
     """search() forms triplets per window (bounded memory); the result must equal windows cut from
     the whole item's triplets."""
