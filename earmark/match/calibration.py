@@ -65,7 +65,8 @@ def strongest_log10_fmps(peaks: Peaks, duration: float, index: LandmarkIndex, co
     return Strongest(
         analytic=min((c.log10_fmp for c in cands), default=0.0),
         reportable=min((c.log10_fmp for c in cands if c.query_end - c.query_start >= min_span), default=0.0),
-        empirical=min((c.log10_empirical_fmp for c in cands), default=0.0),
+        empirical=min((c.log10_empirical_fmp for c in cands if c.log10_empirical_fmp is not None),
+                      default=0.0),
         tested=any(c.pitches >= hough.min_pitches for c in cands))
 
 

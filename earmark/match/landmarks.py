@@ -33,9 +33,9 @@ EMPIRICAL_MIN_HITS = 2
 #: The tail is fitted above the count of the item's this-many-th strongest such cell.
 EMPIRICAL_TAIL = 20
 #: Its per-hit decay when fewer than three such cells exist (too few to fit): tenfold per hit.
+EMPIRICAL_FALLBACK_LOG10_DECAY = -1.0
 #: Recordings that some alignment places at this analytic FMP are left out of the item's null.
 EMPIRICAL_PRESENT_FMP = 1e-6
-EMPIRICAL_FALLBACK_LOG10_DECAY = -1.0
 
 
 class LandmarkIndex(Protocol):
@@ -156,7 +156,7 @@ class Candidate:
     query_start: float
     query_end: float
     log10_fmp: float
-    log10_empirical_fmp: float = 0.0  # measured against the item's other recordings (0: no null)
+    log10_empirical_fmp: float | None = None  # on the recordings the item does not hold (None: none left)
 
 
 def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: float, n_windows: int,
@@ -190,7 +190,7 @@ def log10_fmp(anchors: int, background: int, *, rec_duration: float, window_s: f
 
 def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: float, left_out_seconds: float,
                         n_left_out: int, n_recordings: int, window_s: float, n_windows: int,
-                        hc: HoughConfig) -> float:
+                        hc: HoughConfig) -> float | None:
     """log10 of the probability that chance gives an alignment whose strongest Hough cell holds
     ``hits`` hits, measured on the item itself: its cells on the recordings it does not hold (all but
     ``n_left_out`` of them, ``left_out_seconds`` long; ``other``: their hit counts, those of at least
@@ -200,29 +200,30 @@ def empirical_log10_fmp(hits: int, other: np.ndarray, *, catalogue_seconds: floa
     counted; beyond it, the tail above a threshold ``u`` (the ``EMPIRICAL_TAIL``-th strongest count,
     at least ``EMPIRICAL_MIN_HITS``) is fitted as geometric (maximum likelihood, one pseudo-cell):
     each further hit is ``q = m / (1 + m)`` times as likely, ``m`` the mean excess over ``u``, so
-    ``E = n_u * q ** (hits - u)``. ``E`` is scaled from the other recordings' cells to the whole
+    ``E = n_u * q ** (hits - u) * (1 + q) / 2`` (mid-p: as strong cells count half; so are they in
+    the counted range). ``E`` is scaled from the other recordings' cells to the whole
     catalogue's (in proportion to their seconds plus one window each) and multiplied by the windows;
     the probability is ``1 - exp(-E)``. An item that holds rich music agrees with much of any
     catalogue by chance (shared keys, chords and tempos) and so sets itself a higher bar; that is what
-    the analytic model (:func:`log10_fmp`) misses. 0 (no estimate) when the catalogue has no
+    the analytic model (:func:`log10_fmp`) misses. None (no estimate) when the catalogue has no
     recording left."""
     span = min(window_s, hc.window_s)
     other_s = catalogue_seconds - left_out_seconds + (n_recordings - n_left_out) * span
     if n_recordings <= n_left_out or other_s <= 0:
-        return 0.0
+        return None
     scale = max(n_windows, 1) * (catalogue_seconds + n_recordings * span) / other_s
     other = np.asarray(other)
     if len(other) >= 3:
-        u = max(EMPIRICAL_MIN_HITS, int(np.partition(other, -min(EMPIRICAL_TAIL, len(other)))[
-            -min(EMPIRICAL_TAIL, len(other))]))
+        k = min(EMPIRICAL_TAIL, len(other))
+        u = max(EMPIRICAL_MIN_HITS, int(np.partition(other, -k)[-k]))
         tail = other[other >= u]
         m = (float(np.sum(tail - u)) + 1.0) / (len(tail) + 1.0)
         decay = math.log10(m / (1.0 + m))
         n_u = len(tail)
     else:
         u, decay, n_u = EMPIRICAL_MIN_HITS, EMPIRICAL_FALLBACK_LOG10_DECAY, max(len(other), 1)
-    # mid-p: cells as strong as this one count half (a count moves in whole hits, and counting them
-    # whole makes every probability conservative by up to a factor 1 / q at loose thresholds)
+    # mid-p (a count moves in whole hits, and counting the equal ones whole makes every probability
+    # conservative by up to a factor 1 / q at loose thresholds)
     if hits <= u:
         as_strong = float(np.sum(other > hits)) + 0.5 * float(np.sum(other == hits))
         log10_e = math.log10(scale * max(as_strong, 0.5))
@@ -501,7 +502,7 @@ def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings:
             pitch_st=best.pitch_st,
             transform=transform_reading(best.time_factor, best.pitch_st), anchors=best.anchors,
             hits=best.hits,
-            empirical_fmp=10**best.log10_empirical_fmp if index.n_recordings > 1 else None))
+            empirical_fmp=None if best.log10_empirical_fmp is None else 10**best.log10_empirical_fmp))
     out.sort(key=lambda m: (m.query_start, m.track_id))
     return out
 
