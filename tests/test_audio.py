@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,32 @@ def test_stream_blocks_have_the_block_size_and_concatenate_to_the_decode(encoded
     assert {len(b) for b in blocks[:-1]} == {st.block_samples}
     assert 0 < len(blocks[-1]) <= st.block_samples
     np.testing.assert_array_equal(np.concatenate(blocks), full)
+
+
+def _frame_by_frame(path: Path, sr: int) -> np.ndarray:
+    """Reference: every decoded frame through the resampler on its own."""
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        for packet in container.demux(container.streams.audio[0]):
+            for frame in packet.decode():
+                out += [o.to_ndarray()[0] for o in resampler.resample(frame)]
+        out += [o.to_ndarray()[0] for o in resampler.resample(None)]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "mp3", "ogg", "m4a"])  # packed s16, planar float, ...
+@pytest.mark.parametrize("batch", [1, 3000, 16384, 10**6])
+def test_batched_resampling_equals_frame_by_frame(encoded, ext, batch, tmp_path, monkeypatch):
+    stereo = tmp_path / f"stereo.{ext}"
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-i", str(encoded[ext]),
+                    "-af", "pan=stereo|c0=c0|c1=-0.5*c0", "-ar", "22050", str(stereo)],
+                   check=True, capture_output=True)
+    monkeypatch.setattr(sys.modules["earmark.audio.decode"], "RESAMPLE_BATCH", batch)
+    for path in (encoded[ext], stereo):
+        np.testing.assert_array_equal(decode(path, sr=11025).samples, _frame_by_frame(path, 11025))
 
 
 def test_audio_value_is_read_only_and_validated():

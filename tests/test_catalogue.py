@@ -365,3 +365,17 @@ def test_landmark_lookup_equals_brute_force_and_skips_removed_recordings(catalog
                   for j in np.flatnonzero((keys >= lo[i]) & (keys <= hi[i])) if rec[j] != gone)
     assert got == want and len(want) > 300
     assert gone in set(rec.tolist()) and gone not in set(r.tolist())
+    # a filter on pitch and span keeps exactly the hits it passes, with all their columns
+    full = reader.landmark_lookup(lo, hi)
+    cut = float(np.median(full[4]))
+    seen: list[int] = []
+
+    def accept(qi, p1, span):
+        seen.append(len(qi))
+        return (span > cut) & (qi % 2 == 0) & (p1 > -1e9)
+
+    kept = reader.landmark_lookup(lo, hi, accept)
+    mask = (full[4] > cut) & (full[0] % 2 == 0)
+    for a, b in zip(kept, full, strict=True):
+        np.testing.assert_array_equal(a, b[mask])
+    assert 0 < mask.sum() < len(mask) and sum(seen) >= len(mask)

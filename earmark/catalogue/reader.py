@@ -14,7 +14,7 @@ from earmark.catalogue.store import SEGMENT_FORMAT, Catalogue, Recording
 from earmark.errors import CatalogueError, ParamsMismatchError
 from earmark.fingerprint.landmarks import Triplets
 from earmark.index import FaissBinaryIndex
-from earmark.index.postings import Postings
+from earmark.index.postings import LookupFilter, Postings
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,8 @@ class CatalogueReader:
         self._live = np.array(sorted(self.recordings), dtype=np.int64)
         self._live_mask = np.zeros(int(max(self._where, default=0)) + 1, bool)
         self._live_mask[self._live[self._live < len(self._live_mask)]] = True
+        self._all_live = {seg.name: all(int(r) in self.recordings for r in seg.rec_ids)
+                          for seg in self._segments}
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
         self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
         self.longest_duration_s = float(max((r.duration_s for r in self.recordings.values()), default=0.0))
@@ -133,12 +135,14 @@ class CatalogueReader:
     def recording_duration(self, rec_id: int) -> float:
         return float(self.recordings[int(rec_id)].duration_s)
 
-    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray, accept: LookupFilter | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every live landmark posting with ``lo[q] <= key <= hi[q]``, over all segments.
 
         Returns ``(q, rec_id, t1, p1, span)``: the index into ``lo``/``hi`` of each hit and the
-        posting's recording, anchor time, anchor pitch and span.
+        posting's recording, anchor time, anchor pitch and span. With ``accept``, only the hits it
+        passes (given ``q``, ``p1`` and ``span``) are returned; the other columns are read for those
+        alone (most hits of a pitch- and tempo-tolerant probe fall outside the tolerance).
         """
         parts = []
         for seg in self._segments:
@@ -146,10 +150,15 @@ class CatalogueReader:
             if len(q) == 0:
                 continue
             cols = seg.landmarks.columns
+            p1, span = cols["p1"][rows], cols["span"][rows]
+            if accept is not None:
+                ok = np.flatnonzero(accept(q, p1, span))
+                q, rows, p1, span = q[ok], rows[ok], p1[ok], span[ok]
             rec = np.asarray(cols["rec"][rows], dtype=np.int64)
-            live = self._live_mask[rec]
-            rows = rows[live]
-            parts.append((q[live], rec[live], *(np.asarray(cols[c][rows]) for c in ("t1", "p1", "span"))))
+            if not self._all_live[seg.name]:
+                live = np.flatnonzero(self._live_mask[rec])
+                q, rows, rec, p1, span = q[live], rows[live], rec[live], p1[live], span[live]
+            parts.append((q, rec, np.asarray(cols["t1"][rows]), p1, span))
         if not parts:
             z = np.zeros(0, np.int64)
             f = np.zeros(0, np.float32)

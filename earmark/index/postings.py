@@ -8,12 +8,17 @@ as ``.npy`` and memory-mapped, like the Chromaprint segments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from earmark.errors import ParameterError
 from earmark.fingerprint.landmarks import Triplets
+
+#: A predicate on looked-up landmark postings: given each hit's query index, anchor pitch and span,
+#: which hits to keep (a boolean mask).
+LookupFilter = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)

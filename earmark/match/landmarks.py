@@ -17,7 +17,7 @@ from scipy.special import gammainc
 
 from earmark.fingerprint.landmarks import TripletConfig, Triplets, probe_ranges, triplets
 from earmark.fingerprint.peaks import Peaks
-from earmark.index.postings import Postings
+from earmark.index.postings import LookupFilter, Postings
 from earmark.match.model import FACTOR_TOLERANCE, Match, transform_reading
 from earmark.match.runs import max_subarray
 
@@ -41,7 +41,8 @@ EMPIRICAL_PRESENT_FMP = 1e-6
 class LandmarkIndex(Protocol):
     """What the matcher needs from a catalogue (``CatalogueReader`` provides it)."""
 
-    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]: ...
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray,
+                        accept: LookupFilter | None = None) -> tuple[np.ndarray, ...]: ...
 
     def recording_duration(self, rec_id: int) -> float: ...
 
@@ -271,16 +272,19 @@ def triplet_hits(q: Triplets, index: LandmarkIndex, tc: TripletConfig, *, anchor
     """Look up triplets ``q`` and keep the hits within the tempo tolerance and the pitch range.
     ``anchor_base`` is added to the anchors' peak indices (triplets formed from a slice of peaks)."""
     lo, hi, row = probe_ranges(q, tc)
-    qi, rec, tr, pr, spr = index.landmark_lookup(lo, hi)
-    qrow = row[qi]
-    factor = spr / q.span[qrow]
-    shift = q.p1[qrow] - pr
     tol = 1.0 + tc.tempo_tolerance
-    keep = np.flatnonzero((factor >= 1 / tol) & (factor <= tol) & (np.abs(shift) <= tc.max_shift_st))
-    qrow = qrow[keep]
-    return Hits(rec=np.asarray(rec[keep], np.int64), tr=np.asarray(tr[keep], np.float64),
+
+    def within(qi: np.ndarray, pr: np.ndarray, spr: np.ndarray) -> np.ndarray:
+        qrow = row[qi]
+        factor = spr / q.span[qrow]
+        return (factor >= 1 / tol) & (factor <= tol) & (np.abs(q.p1[qrow] - pr) <= tc.max_shift_st)
+
+    # the index reads a hit's recording and time only once it is within range
+    qi, rec, tr, pr, spr = index.landmark_lookup(lo, hi, within)
+    qrow = row[qi]
+    return Hits(rec=np.asarray(rec, np.int64), tr=np.asarray(tr, np.float64),
                 tq=q.t1[qrow], qp1=q.p1[qrow], qspan=q.span[qrow], anchor=q.anchor[qrow] + anchor_base,
-                factor=factor[keep], shift=shift[keep])
+                factor=spr / q.span[qrow], shift=q.p1[qrow] - pr)
 
 
 def window_candidates(q: Triplets, index: LandmarkIndex, tc: TripletConfig, hc: HoughConfig, *,
@@ -519,9 +523,13 @@ class MemoryIndex:
         self._durations = {r: float(recordings[r][1]) for r in ids}
         self._postings = Postings.from_triplets(ids, [recordings[r][0] for r in ids])
 
-    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+    def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray,
+                        accept: LookupFilter | None = None) -> tuple[np.ndarray, ...]:
         q, rows = self._postings.lookup(lo, hi)
         c = self._postings.columns
+        if accept is not None:
+            ok = np.flatnonzero(accept(q, c["p1"][rows], c["span"][rows]))
+            q, rows = q[ok], rows[ok]
         return q, c["rec"][rows], c["t1"][rows], c["p1"][rows], c["span"][rows]
 
     def recording_duration(self, rec_id: int) -> float:
