@@ -26,7 +26,8 @@ from earmark.fingerprint.landmarks import LandmarkConfig
 
 SEGMENT_FILES = {
     "manifest.json", "codes.npy", "active.npy", "rec_ids.npy", "rec_starts.npy", "win_item.npy",
-    "windows.faissbin", "lm_keys.npy", "lm_rec.npy", "lm_t1.npy", "lm_p1.npy", "lm_span.npy",
+    "windows.faissbin", "lm_keys.npy", "lm_distinct.npy", "lm_starts.npy", "lm_rec.npy", "lm_t1.npy",
+    "lm_p1.npy", "lm_span.npy",
     "env.npy", "env_starts.npy", "pk_frame.npy", "pk_bin.npy", "pk_level.npy", "pk_starts.npy",
 }
 
@@ -345,6 +346,29 @@ def test_creating_in_a_fresh_folder_writes_an_empty_catalogue(tmp_path):
         assert cat.recordings() == [] and cat.segment_names() == []
     reader = open_reader(tmp_path / "new" / "cat")
     assert reader.n_recordings == 0
+
+
+def test_segment_written_without_distinct_keys_reads_the_same(catalogue_copy):
+    """Segments written before the distinct keys were stored (0.7.0) derive them when opened."""
+    seg = catalogue_copy / "segments" / "000001"
+    keys = np.load(seg / "lm_keys.npy").astype(np.int64)
+    lo = np.random.default_rng(5).choice(keys, 400) - 1
+    hi = lo + 2
+    before = open_reader(catalogue_copy).landmark_lookup(lo, hi)
+    stored = np.load(seg / "lm_distinct.npy"), np.load(seg / "lm_starts.npy")
+    m = json.loads((seg / "manifest.json").read_text())
+    for name in ("lm_distinct.npy", "lm_starts.npy"):
+        (seg / name).unlink()
+        del m["files"][name]
+    (seg / "manifest.json").write_text(json.dumps(m))
+    reader = open_reader(catalogue_copy)
+    (postings,) = [s.landmarks for s in reader._segments]
+    np.testing.assert_array_equal(postings.distinct, stored[0])
+    np.testing.assert_array_equal(postings.starts, stored[1])
+    after = reader.landmark_lookup(lo, hi)
+    assert len(before[0]) > 400
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_landmark_lookup_equals_brute_force_and_skips_removed_recordings(catalogue_copy):

@@ -22,7 +22,7 @@ from earmark.fingerprint.landmarks import (
     triplets,
 )
 from earmark.fingerprint.peaks import PeakStream, extract_peaks
-from earmark.index.postings import Postings, brute_force_lookup
+from earmark.index.postings import Postings, brute_force_lookup, distinct_keys
 from earmark.match.landmarks import HoughConfig, MemoryIndex, evidence_span, log10_fmp, match_peaks, search
 from earmark.match.model import transform_reading
 
@@ -76,15 +76,28 @@ def test_probes_reach_the_reference_key_under_any_allowed_change(factor, shift):
     assert found.all()
 
 
-def test_postings_lookup_equals_brute_force():
-    rng = np.random.default_rng(3)
+@pytest.mark.parametrize("widest", [0, 3, 4, 30])  # counted by comparison up to NARROW_RANGE, then searched
+def test_postings_lookup_equals_brute_force(widest):
+    rng = np.random.default_rng(3 + widest)
     keys = rng.integers(0, 400, 3000).astype(np.uint32)
-    lo = rng.integers(0, 400, 80)
-    hi = lo + rng.integers(0, 4, 80)
+    lo = np.r_[rng.integers(0, 400, 80), 398, 399, 0, 405, 250]  # the ends, beyond the last key
+    hi = lo + np.r_[rng.integers(0, widest + 1, 80), widest, widest, widest, widest, -2]  # and lo > hi
     p = Postings.build(keys, row=np.arange(len(keys)))
     q, post = p.lookup(lo, hi)
-    assert {(int(a), int(p.columns["row"][b])) for a, b in zip(q, post, strict=True)} == brute_force_lookup(
-        keys, lo, hi)
+    want = brute_force_lookup(keys, lo, hi)
+    assert {(int(a), int(p.columns["row"][b])) for a, b in zip(q, post, strict=True)} == want
+    assert len(want) > 80 and len(q) == len(want)
+
+
+def test_distinct_keys_mark_each_run_of_postings():
+    keys = np.array([3, 3, 5, 9, 9, 9, 12], np.uint32)
+    distinct, starts = distinct_keys(keys)
+    assert distinct.tolist() == [3, 5, 9, 12] and starts.tolist() == [0, 2, 3, 6, 7]
+    p = Postings.build(keys[::-1].copy(), row=np.arange(7))
+    assert p.distinct.tolist() == [3, 5, 9, 12] and p.starts.tolist() == [0, 2, 3, 6, 7]
+    assert distinct_keys(np.zeros(0, np.uint32))[1].tolist() == [0]
+    with pytest.raises(ParameterError):
+        Postings(keys=keys, columns={}, distinct=distinct, starts=starts[:-1])
 
 
 def test_streamed_peaks_equal_whole_signal_peaks():

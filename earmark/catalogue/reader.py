@@ -109,7 +109,10 @@ class CatalogueReader:
                 index=FaissBinaryIndex.load(d / "windows.faissbin", mmap=mmap),
                 landmarks=Postings(  # stored sorted: no build step
                     keys=load("lm_keys.npy"),
-                    columns={c: load(f"lm_{c}.npy") for c in ("rec", "t1", "p1", "span")}),
+                    columns={c: load(f"lm_{c}.npy") for c in ("rec", "t1", "p1", "span")},
+                    # derived from the keys for segments written without them
+                    **({"distinct": load("lm_distinct.npy"), "starts": load("lm_starts.npy")}
+                       if "lm_starts.npy" in m.get("files", {}) else {})),
                 env=load("env.npy"),
                 env_starts=load("env_starts.npy", mapped=False),
                 pk=(load("pk_frame.npy"), load("pk_bin.npy"), load("pk_level.npy")),

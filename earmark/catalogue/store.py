@@ -13,6 +13,10 @@ Layout of a catalogue directory::
         win_item.npy         int64 item offset of each indexed window
         windows.faissbin     FAISS binary index over the windows
         lm_keys.npy          uint32 landmark triplet keys, sorted (postings of the landmark family)
+        lm_distinct.npy, lm_starts.npy
+                             uint32 distinct keys and int64 row of each one's first posting (with the
+                             number of postings appended): what a lookup searches. Segments written
+                             before 0.8.0 lack them, and the reader derives them from lm_keys.npy
         lm_rec.npy           int32 recording id of each posting
         lm_t1.npy, lm_p1.npy, lm_span.npy
                              float32 anchor time (s), anchor pitch (semitones), triplet span (s)
@@ -482,6 +486,8 @@ class Catalogue:
         _save_npy(tmp / "win_item.npy", win_item)
         index.save(tmp / "windows.faissbin")
         _save_npy(tmp / "lm_keys.npy", postings.keys)
+        _save_npy(tmp / "lm_distinct.npy", postings.distinct)
+        _save_npy(tmp / "lm_starts.npy", postings.starts)
         for col, arr in postings.columns.items():
             _save_npy(tmp / f"lm_{col}.npy", arr)
         envs = [f.envelope for f in items]

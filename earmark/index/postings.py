@@ -20,13 +20,34 @@ from earmark.fingerprint.landmarks import Triplets
 #: which hits to keep (a boolean mask).
 LookupFilter = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
+#: Key ranges at most this many values wide are counted by comparison, wider ones by a second search.
+NARROW_RANGE = 4
+
 
 @dataclass(frozen=True)
 class Postings:
-    """Sorted keys and their payload columns (all the same length)."""
+    """Sorted keys and their payload columns (all the same length).
+
+    ``distinct`` holds each distinct key once and ``starts`` the row where its postings begin (one
+    more entry than ``distinct``, the last being ``len(keys)``): the lookup searches the distinct keys,
+    half as many as the postings here. They are derived from ``keys`` when not given (an index
+    written without them); catalogue segments store them so that opening a large index costs no pass
+    over its keys.
+    """
 
     keys: np.ndarray  # uint32, sorted
     columns: dict[str, np.ndarray]
+    distinct: np.ndarray | None = None  # uint32, strictly increasing
+    starts: np.ndarray | None = None  # int64, len(distinct) + 1
+
+    def __post_init__(self) -> None:
+        if self.distinct is None or self.starts is None:
+            distinct, starts = distinct_keys(self.keys)
+            object.__setattr__(self, "distinct", distinct)
+            object.__setattr__(self, "starts", starts)
+        elif len(self.starts) != len(self.distinct) + 1 or int(self.starts[-1]) != len(self.keys):
+            raise ParameterError(f"{len(self.distinct)} distinct keys need {len(self.distinct) + 1} starts "
+                                 f"ending at {len(self.keys)}")
 
     @classmethod
     def build(cls, keys: np.ndarray, **columns: np.ndarray) -> Postings:
@@ -72,15 +93,40 @@ class Postings:
         # probing in key order keeps the binary searches in cache (several times faster on
         # memory-mapped keys than probing in query order)
         by_key = np.argsort(lo)  # any order of equal keys: callers depend on the set of hits only
-        a = np.searchsorted(self.keys, np.asarray(lo, dtype=np.uint32)[by_key], side="left")
-        b = np.searchsorted(self.keys, np.asarray(hi, dtype=np.uint32)[by_key], side="right")
-        counts = np.maximum(b - a, 0)
+        lo_k = np.asarray(lo, dtype=np.uint32)[by_key]
+        hi_k = np.asarray(hi, dtype=np.uint32)[by_key]
+        distinct, row_of = self.distinct, self.starts
+        assert distinct is not None and row_of is not None  # set in __post_init__
+        first = np.searchsorted(distinct, lo_k, side="left")  # first distinct key >= lo
+        width = int((hi_k.astype(np.int64) - lo_k).max(initial=0)) + 1
+        if width <= NARROW_RANGE:
+            # a range of w key values holds at most w distinct keys: count those <= hi among the next w
+            # (cheaper than a second binary search; the landmark probes span 3 values)
+            last = first.copy()
+            top = len(distinct) - 1
+            for j in range(width):
+                at = first + j
+                last += (at <= top) & (distinct[np.minimum(at, top)] <= hi_k)
+        else:
+            last = np.searchsorted(distinct, hi_k, side="right")
+        a, b = row_of[first], row_of[np.maximum(last, first)]
+        counts = b - a
         query = np.repeat(by_key, counts)
         if len(query) == 0:
             return query.astype(np.int64), np.zeros(0, np.int64)
         starts = np.repeat(a - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         posting = starts + np.arange(len(query))
         return query.astype(np.int64), posting.astype(np.int64)
+
+
+def distinct_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of sorted ``keys`` and the row where each one's run starts (with
+    ``len(keys)`` appended)."""
+    keys = np.asarray(keys)
+    if len(keys) == 0:
+        return np.zeros(0, np.uint32), np.zeros(1, np.int64)
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[first].astype(np.uint32), np.append(first, len(keys)).astype(np.int64)
 
 
 def brute_force_lookup(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> set[tuple[int, int]]:
