@@ -444,36 +444,32 @@ def test_a_related_recording_that_shares_a_stem_is_rejected_by_the_masking_test(
     assert abs(c.ref_start - START) <= 2 * FD and c.unmasked <= MC.max_unmasked
 
 
-def _matrix_counts(ip, frame, bins, offs, q0, q1):
-    """Reference: every reference peak any offset faces, against every offset, as one matrix."""
-    n = ip.n_frames
-    f, fb = frame.astype(np.int64), bins.astype(np.int64)
-    qf = f[None, :] - offs[:, None]
-    faced = (qf >= q0[:, None]) & (qf < q1[:, None])
-    k = (ip.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
-    p = ip.occupancy[fb]
-    fm = faced.astype(np.float64)
-    return k, faced.sum(axis=1), fm @ p, fm @ (p * (1.0 - p))
-
-
 @pytest.mark.parametrize("spread", [False, True])
-def test_coincidences_counted_run_by_run_equal_the_matrix(buried, reference_a, spread):
-    """Offsets close together or far apart: the same counts, means and variances as the matrix of
-    every peak against every offset."""
+def test_both_ways_of_counting_coincidences_agree(buried, reference_a, spread, monkeypatch):
+    """Offsets close together are counted as one matrix, offsets far apart run by run: the same
+    counts, means and tails either way."""
     ip = prepare(buried)
     frame, bins = reference_a[0], reference_a[1]
     ref_frames = int(40.0 / FD)
     offs = (np.unique(np.linspace(0, ref_frames - ip.n_frames, 29).astype(np.int64)) if spread
             else np.arange(100, 127))
-    q0 = np.zeros(len(offs), np.int64)
-    q1 = np.full(len(offs), ip.n_frames) - np.arange(len(offs)) % 3  # faced spans differ a little
-    want = _matrix_counts(ip, frame, bins, offs, q0, q1)
-    got = mx._counts(ip, frame, bins, offs, q0, q1)
-    assert (want[0] > 0).all() and len(want[0]) == len(offs) > 20
-    assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
-    assert np.allclose(want[2], got[2], rtol=1e-12) and np.allclose(want[3], got[3], rtol=1e-12)
+    q0, q1 = np.zeros(len(offs), np.int64), np.full(len(offs), ip.n_frames)
+    dense = mx._counts_dense(ip, frame, bins, offs, q0, q1)
+    runs = mx._counts_runs(ip, frame, bins, offs, q0, q1)
+    assert (dense[0] > 0).all() and len(dense[0]) == len(offs) > 20
+    assert np.array_equal(dense[0], runs[0]) and np.array_equal(dense[1], runs[1])
+    assert np.allclose(dense[2], runs[2], rtol=1e-12) and np.allclose(dense[3], runs[3], rtol=1e-12)
+    # the search takes the matrix for close offsets, the runs for spread ones
+    used = []
+
+    def spy(name, real):
+        return lambda *a: used.append(name) or real(*a)
+
+    for name in ("_counts_dense", "_counts_runs"):
+        monkeypatch.setattr(mx, name, spy(name, getattr(mx, name)))
     res = mx._coincidences(ip, frame, bins, ref_frames, offs, MC)
-    assert np.array_equal(res[2], want[0])
+    assert used == ["_counts_runs" if spread else "_counts_dense"]
+    assert np.array_equal(res[2], dense[0])
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 128])

@@ -214,7 +214,8 @@ def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_fram
     if n == 0 or not ok.any():
         return None
     offs, q0, q1 = offs[ok], q0[ok], q1[ok]
-    counted = _counts(item, np.asarray(frame), np.asarray(bins), offs, q0, q1)
+    count = _counts_dense if offs[-1] - offs[0] <= n else _counts_runs
+    counted = count(item, np.asarray(frame), np.asarray(bins), offs, q0, q1)
     if counted is None:
         return None
     k, compared, mu, var = counted
@@ -226,14 +227,29 @@ def _coincidences(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, ref_fram
     return offs, tails, k, compared, mu, q1 - q0, d
 
 
-def _counts(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
-            q1: np.ndarray) -> tuple[np.ndarray, ...] | None:
+def _counts_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
+                  q1: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """Per offset facing item frames ``[q0, q1)``: coincident and compared peaks, the null's mean and
-    independent peaks' variance (None when no offset faces a peak).
+    independent peaks' variance. For offsets close together: every reference peak any of them faces,
+    against every offset (a few hundred x a few dozen)."""
+    n = item.n_frames
+    a, b = np.searchsorted(frame, offs[0] + q0[0]), np.searchsorted(frame, offs[-1] + q1[-1])
+    if b <= a:
+        return None
+    f, fb = frame[a:b].astype(np.int64), bins[a:b].astype(np.int64)
+    qf = f[None, :] - offs[:, None]
+    faced = (qf >= q0[:, None]) & (qf < q1[:, None])
+    k = (item.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
+    p = item.occupancy[fb]
+    fm = faced.astype(np.float64)
+    return k, faced.sum(axis=1), fm @ p, fm @ (p * (1.0 - p))
 
-    The reference peaks (sorted by frame) an offset faces are one run of them, so only those are
-    gathered, offset by offset, and the null's sums are differences of running sums: the work is
-    the peaks faced, however close together or far apart the offsets are."""
+
+def _counts_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
+                 q1: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """:func:`_counts_dense` for offsets far apart: the reference peaks (sorted by frame) an offset
+    faces are one run of them, so only those are gathered, offset by offset, and the null's sums are
+    differences of running sums (the work is the peaks faced, however far apart the offsets are)."""
     start, end = np.searchsorted(frame, offs + q0), np.searchsorted(frame, offs + q1)
     compared = end - start
     total = int(compared.sum())
