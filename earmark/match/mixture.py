@@ -232,17 +232,19 @@ def _counts_dense(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np
     """Per offset facing item frames ``[q0, q1)``: coincident and compared peaks, the null's mean and
     independent peaks' variance. For offsets close together: every reference peak any of them faces,
     against every offset (a few hundred x a few dozen)."""
-    n = item.n_frames
     a, b = np.searchsorted(frame, offs[0] + q0[0]), np.searchsorted(frame, offs[-1] + q1[-1])
     if b <= a:
         return None
     f, fb = frame[a:b].astype(np.int64), bins[a:b].astype(np.int64)
     qf = f[None, :] - offs[:, None]
     faced = (qf >= q0[:, None]) & (qf < q1[:, None])
-    k = (item.hit[np.clip(qf, 0, n - 1), fb[None, :]] & faced).sum(axis=1)
+    # the item cell each peak meets, as a flat index (cells off the item are clipped, then not faced)
+    nb = item.hit.shape[1]
+    cell = (f * nb + fb)[None, :] - (offs * nb)[:, None]
+    k = np.count_nonzero(np.take(item.hit.reshape(-1), cell, mode="clip") & faced, axis=1)
     p = item.occupancy[fb]
     fm = faced.astype(np.float64)
-    return k, faced.sum(axis=1), fm @ p, fm @ (p * (1.0 - p))
+    return k, np.count_nonzero(faced, axis=1), fm @ p, fm @ (p * (1.0 - p))
 
 
 def _counts_runs(item: ItemPeaks, frame: np.ndarray, bins: np.ndarray, offs: np.ndarray, q0: np.ndarray,
