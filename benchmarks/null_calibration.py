@@ -96,7 +96,13 @@ from earmark.fingerprint.envelope import EnvelopeConfig, to_db
 from earmark.fingerprint.peaks import extract_peaks
 from earmark.fingerprint.pipeline import fingerprint_samples
 from earmark.match import mixture as mix
-from earmark.match.calibration import Strongest, chance_events, fitted_calibration, strongest_log10_fmps
+from earmark.match.calibration import (
+    Strongest,
+    chance_events,
+    fitted_calibration,
+    strongest_chromaprint_log10_fmp,
+    strongest_log10_fmps,
+)
 from earmark.match.chromaprint import MatchConfig, candidate_diagonals
 from earmark.match.envelope import (
     INFLATION,
@@ -111,6 +117,7 @@ from earmark.match.envelope import (
     smear,
 )
 from earmark.match.landmarks import HoughConfig
+from earmark.match.model import NullModel
 from earmark.scan.worker import SILENT_DBFS
 
 ALPHAS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 1e-3, 1e-4)
@@ -373,8 +380,10 @@ def mixture_summary(res: list) -> dict[str, object]:
 
 
 # ------------------------------------------------------------------------------------ benchmark
-def _init(cat: str, calibration: float, dispersion: float, inflation: float, landmark_only: bool) -> None:
+def _init(cat: str, calibration: float, dispersion: float, inflation: float, landmark_only: bool,
+          clump: float) -> None:
     _R["landmark_only"] = landmark_only
+    _R["null"] = replace(NullModel(), clump=clump)
     _R["reader"] = CatalogueReader(cat)
     _R["hough"] = replace(HoughConfig(), calibration=calibration, dispersion=dispersion)
     _R["inflation"] = inflation
@@ -392,7 +401,9 @@ def _generated(i: int, sr: int) -> np.ndarray:
     return synth.song(50_000 + i, duration=dur, sr=sr)
 
 
-def _job(task: tuple[str, str, int]) -> tuple[str, str, float, Strongest, EnvelopeTests, float, MixtureTests]:
+def _job(task: tuple[str, str, int]) -> tuple:
+    """One null item: ``(kind, ref, duration, landmark Strongest, EnvelopeTests, envelope log10 FMP,
+    MixtureTests, strongest Chromaprint log10 FMP or None)``."""
     kind, ref, i = task
     reader: CatalogueReader = _R["reader"]  # type: ignore[assignment]
     cfg = reader.landmark_config
@@ -403,14 +414,16 @@ def _job(task: tuple[str, str, int]) -> tuple[str, str, float, Strongest, Envelo
         try:
             x = decode(ref, sr=sr).samples
         except DecodeError:
-            return kind, ref, 0.0, Strongest(0.0, 0.0, 0.0, False), EnvelopeTests(), 0.0, MixtureTests()
+            return kind, ref, 0.0, Strongest(0.0, 0.0, 0.0, False), EnvelopeTests(), 0.0, MixtureTests(), None
     dur = len(x) / sr
     st = strongest_log10_fmps(extract_peaks(x, cfg.query_peaks), dur, reader, cfg, _R["hough"])  # type: ignore[arg-type]
+    cp = strongest_chromaprint_log10_fmp(fingerprint_samples(x, sr, reader.config).fingerprint, reader,
+                                         MatchConfig(), _R["null"])  # type: ignore[arg-type]
     if _R["landmark_only"]:
-        return kind, ref, dur, st, EnvelopeTests(), 0.0, MixtureTests()
+        return kind, ref, dur, st, EnvelopeTests(), 0.0, MixtureTests(), cp
     env, env_lf = item_envelope_tests(x, sr, reader, _R["inflation"])  # type: ignore[arg-type]
     mixt = item_mixture_tests(x, sr, reader, seed=i if kind == "generated" else zlib.crc32(ref.encode()))
-    return kind, ref, dur, st, env, env_lf, mixt
+    return kind, ref, dur, st, env, env_lf, mixt, cp
 
 
 def main() -> None:
@@ -424,6 +437,8 @@ def main() -> None:
     ap.add_argument("--dispersion", type=float, default=HoughConfig().dispersion)
     ap.add_argument("--inflation", type=float, default=INFLATION,
                     help="envelope family: z divisor of the chance tail (earmark.match.envelope.INFLATION)")
+    ap.add_argument("--clump", type=float, default=NullModel().clump,
+                    help="Chromaprint family: alignments per independent chance (NullModel.clump)")
     ap.add_argument("--only", choices=("all", "generated", "benchmark"), default="all",
                     help="which null items count (fit on one, check on the other)")
     ap.add_argument("--landmark-only", action="store_true",
@@ -440,12 +455,20 @@ def main() -> None:
     tasks += [("generated", f"generated-{i}", i) for i in range(first, first + a.generated)]
     t0 = time.time()
     with Pool(a.workers, initializer=_init,
-              initargs=(str(a.catalogue), a.calibration, a.dispersion, a.inflation, a.landmark_only)) as p:
+              initargs=(str(a.catalogue), a.calibration, a.dispersion, a.inflation, a.landmark_only,
+                        a.clump)) as p:
         res = [r for r in p.map(_job, tasks, chunksize=4) if r[2] > 0]
     if a.only != "all":
         res = [r for r in res if (r[0] == "generated") == (a.only == "generated")]
     print(f"{len(res)} null items ({sum(r[0] != 'generated' for r in res)} benchmark negatives, "
           f"{sum(r[0] == 'generated' for r in res)} generated) in {time.time() - t0:.0f} s")
+    cp_tested = [r[7] for r in res if r[7] is not None]
+    print(f"chromaprint family (clump {a.clump:g}): {len(cp_tested)} items have sound enough to be searched; "
+          "strongest span passing the contrast rule")
+    chromaprint = _print_rows(chance_events(cp_tested, ALPHAS))
+    cp_unrelated = [r[7] for r in res if r[7] is not None and r[0] != SAME_ARTIST]
+    print(f"the same without the same-artist recordings: {len(cp_unrelated)}")
+    chromaprint_unrelated = _print_rows(chance_events(cp_unrelated, ALPHAS))
     tested = [r[3].empirical for r in res if r[3].tested]
     print(f"landmark family, empirical FMP (the one reported): {len(tested)} items make an alignment "
           f"with enough pitches to be judged")
@@ -472,7 +495,10 @@ def main() -> None:
     envelope = {} if a.landmark_only else envelope_summary(res, a.inflation, _reader_frames(a.catalogue))
     mixture = {} if a.landmark_only else mixture_summary(res)
     if a.json:
-        a.json.write_text(json.dumps({"empirical": [r.__dict__ for r in empirical],
+        a.json.write_text(json.dumps({"chromaprint": [r.__dict__ for r in chromaprint],
+                                      "chromaprint_unrelated": [r.__dict__ for r in chromaprint_unrelated],
+                                      "clump": a.clump,
+                                      "empirical": [r.__dict__ for r in empirical],
                                       "empirical_unrelated": [r.__dict__ for r in empirical_unrelated],
                                       "rows": [r.__dict__ for r in rows], "per_kind": per_kind,
                                       "fitted_at_0.1": fit, "calibration": a.calibration,

@@ -84,3 +84,34 @@ def test_mixture_chance_events_agree_within_a_factor_of_3(nullcal, reader):
     assert judged >= 1
     # none of them passes the masking test at a level anywhere near a reported match's
     assert sum(t.masked_events[-1] for t in per_item) == 0
+
+
+@pytest.mark.parametrize("clump", [6.0, 0.1, 40.0])
+def test_chromaprint_chance_events_agree_within_a_factor_of_3(reader, clump):
+    """The fast version of the Chromaprint family's table in ``benchmarks/null_calibration.py``:
+    unrelated generated songs (and some pink noise) against the session catalogue, the strongest
+    span of each that passes the contrast rule. With the model's clump (6) every threshold from 0.5
+    to 0.1 with 20 events seen or expected agrees within a factor of 3; a model ten times too
+    cautious (clump 0.1) or far too confident (clump 40) fails. Below 0.1 generated songs meet the
+    generated catalogue by near-miss more often than real music meets a real one (one generator's
+    scale, tempo grid and timbres), as in the landmark family's fast test, so 0.05 is not judged."""
+    from earmark.fingerprint.pipeline import fingerprint_samples
+    from earmark.match.calibration import chance_events, strongest_chromaprint_log10_fmp
+    from earmark.match.chromaprint import MatchConfig
+    from earmark.match.model import NullModel
+
+    sr = reader.config.sample_rate
+    null = NullModel(clump=clump)
+    strongest = []
+    for i in range(160):
+        x = (synth.song(9100 + i, duration=(6.0, 12.0, 24.0)[i % 3], sr=sr) if i % 8
+             else synth.noise(9100 + i, duration=8.0, sr=sr, color="pink").astype(np.float32))
+        lf = strongest_chromaprint_log10_fmp(fingerprint_samples(x, sr, reader.config).fingerprint, reader,
+                                             MatchConfig(), null)
+        if lf is not None:
+            strongest.append(lf)
+    rows = [r for r in chance_events(strongest, (0.5, 0.2, 0.1))
+            if max(r.observed, r.predicted) >= 20]
+    assert len(rows) >= 2
+    within = all(1 / 3 <= r.ratio <= 3 for r in rows)
+    assert within == (clump == 6.0)

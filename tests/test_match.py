@@ -254,6 +254,10 @@ def test_null_model_tail_is_the_normal_tail():
     z = (0.45 - 0.5) / sigma
     expected = math.log10(0.5 * math.erfc(-z / math.sqrt(2)))
     assert null.log10_tail(0.45, 100) == pytest.approx(expected, rel=1e-9)
+    # independent chances: every start of every recording, per 80-item query window, in clumps of 6
+    assert NullModel().n_tests(catalogue_items=6000, query_items=160) == pytest.approx(2000.0)
+    assert NullModel(clump=1.0).n_tests(catalogue_items=6000, query_items=40) == 6000
+    assert NullModel().n_tests(catalogue_items=3, query_items=40) == 1.0  # never below one test
 
 
 def _window_reference(reader) -> tuple[BruteForceIndex, list[tuple[int, int]]]:

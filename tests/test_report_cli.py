@@ -204,3 +204,14 @@ def test_a_sped_up_copy_is_found_by_landmarks_and_rechecked_by_their_route(libra
     assert ok.exit_code == 0, ok.output
     wrong = run("verify-match", out, "fast.wav", "--track", "TRK-0002")
     assert wrong.exit_code == 1, wrong.output
+
+
+def test_recheck_reads_the_null_model_a_scan_used():
+    """A scan written before 0.8.0 stored no clump: it counted every alignment as a test, and its
+    re-check must too, or the evidence it reproduces would differ from the report's."""
+    from earmark.scan.recheck import _scan_settings
+
+    old = _scan_settings({"settings": {"null": {"inflation": 3.0, "window_items": 80}}})
+    assert old.null.clump == 1.0
+    new = _scan_settings({"settings": {"null": {"inflation": 3.0, "window_items": 80, "clump": 6.0}}})
+    assert new.null.clump == 6.0 and _scan_settings({}).null.clump == 1.0

@@ -1,4 +1,4 @@
-"""Checking the landmark null model against chance: predicted versus observed chance-match rates.
+"""Checking the null models against chance: predicted versus observed chance-match rates.
 
 If the false-match probability (FMP) of the strongest alignment an unrelated item produces is
 calibrated, then over many unrelated items the share whose strongest FMP is at most ``alpha`` is
@@ -14,9 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from earmark.catalogue.reader import CatalogueReader
+from earmark.fingerprint.base import Fingerprint
 from earmark.fingerprint.landmarks import LandmarkConfig
 from earmark.fingerprint.peaks import Peaks
+from earmark.match.chromaprint import MatchConfig, candidate_diagonals, verify_diagonal
 from earmark.match.landmarks import HoughConfig, LandmarkIndex, search
+from earmark.match.model import NullModel
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,23 @@ def fitted_calibration(strongest: np.ndarray | list[float], alpha: float) -> flo
         return 1.0
     q = 10 ** float(np.quantile(s, alpha))
     return alpha / q if q > 0 else 1.0
+
+
+def strongest_chromaprint_log10_fmp(fp: Fingerprint, reader: CatalogueReader, config: MatchConfig,
+                                    null: NullModel) -> float | None:
+    """log10 FMP of the strongest Chromaprint span one item makes with the catalogue (0 if none),
+    among the spans of the candidates the matcher verifies that pass its contrast rule (the null
+    model is of fair bits; degenerate audio -- silence, noise, tones -- is the contrast rule's to
+    reject, and is not chance in the model's sense). The bit error rate threshold is a decision
+    threshold like the FMP's own, so it is not applied. None when the item has too little sound for
+    Chromaprint to search (the scan's gate): it is not tested."""
+    if fp.n_active < config.min_items + reader.window_width - 1:
+        return None
+    best = 0.0
+    for rec_id, diag, _votes in candidate_diagonals(fp, reader, config)[: config.max_verified]:
+        r_codes, r_active = reader.ref(rec_id)
+        for s in verify_diagonal(fp, r_codes, r_active, rec_id, diag, config, null,
+                                 catalogue_items=reader.n_items_live):
+            if s.chance_ber - s.ber >= config.min_contrast:
+                best = min(best, s.log10_fmp)
+    return best

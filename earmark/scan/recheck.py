@@ -86,7 +86,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
     s = manifest.get("settings") or {}
     return ScanSettings(
         match=MatchConfig(**s.get("match", {})),
-        null=NullModel(**s.get("null", {})),
+        null=NullModel(**{"clump": 1.0, **s.get("null", {})}),  # scans before 0.8.0 counted every start
         landmarks=lm_match.HoughConfig(**s.get("landmarks", {})),
         envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
         mixture=mix_match.MixtureMatchConfig(**s.get("mixture", {})),
