@@ -14,6 +14,13 @@ LIMITATIONS = (
     "About one copy in seven with speech or louder music over it is missed; clipped, noisy, "
     "reverberant, pitch-shifted, sped-up, slowed and time-stretched copies mostly are found (see the "
     "recall table).",
+    "A match found by Chromaprint (family 'chromaprint', or 'chromaprint+landmark') is a span whose "
+    "bits agree far beyond chance; its false-match probability counts the independent alignments "
+    "tried (neighbouring alignments share audio, and are counted in clumps of six). On non-catalogue "
+    "audio it agrees with the observed rate of chance spans within a factor of 3 from 0.5 down to "
+    "0.02; deeper, the only spans seen were unregistered recordings of the same artist that share "
+    "material with registered ones (not chance, and kept out by the bit error rate threshold), and "
+    "smaller values are bounds from the model.",
     "A match found by the mixture verifier alone (family 'mixture') covers the whole item at the "
     "recording's own speed and pitch: it is sought only where no other family placed anything, at "
     "alignments the Chromaprint and landmark indexes propose (and, for a recording found at one, "
