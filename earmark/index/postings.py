@@ -29,10 +29,10 @@ class Postings:
     """Sorted keys and their payload columns (all the same length).
 
     ``distinct`` holds each distinct key once and ``starts`` the row where its postings begin (one
-    more entry than ``distinct``, the last being ``len(keys)``): the lookup searches the distinct keys
-    (about half as many as the postings in the benchmark's catalogue). They are derived from ``keys`` when not given (an index
-    written without them); catalogue segments store them so that opening a large index costs no pass
-    over its keys.
+    more entry than ``distinct``, the last being ``len(keys)``): the lookup searches the distinct
+    keys (about half as many as the postings in the benchmark's catalogue). They are derived from
+    ``keys`` when not given (an index written without them); catalogue segments store them so that
+    opening a large index costs no pass over its keys.
     """
 
     keys: np.ndarray  # uint32, sorted
