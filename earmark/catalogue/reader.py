@@ -127,7 +127,8 @@ class CatalogueReader:
         self._live = np.array(sorted(self.recordings), dtype=np.int64)
         self._live_mask = np.zeros(int(max(self._where, default=0)) + 1, bool)
         self._live_mask[self._live[self._live < len(self._live_mask)]] = True
-        self._all_live = {seg.name: all(int(r) in self.recordings for r in seg.rec_ids)
+        # segments none of whose recordings was removed skip the live filter of every lookup
+        self._all_live = {seg.name: bool(self._live_mask[np.asarray(seg.rec_ids, np.int64)].all())
                           for seg in self._segments}
         self.n_items_live = sum(r.n_items for r in self.recordings.values())
         self.landmark_seconds = float(sum(r.duration_s for r in self.recordings.values()))
