@@ -150,14 +150,10 @@ class CatalogueReader:
         """
         parts = []
         for seg in self._segments:
-            q, rows = seg.landmarks.lookup(lo, hi)
+            q, rows, p1, span = seg.landmarks.lookup_accepted(lo, hi, accept)
             if len(q) == 0:
                 continue
             cols = seg.landmarks.columns
-            p1, span = cols["p1"][rows], cols["span"][rows]
-            if accept is not None:
-                ok = np.flatnonzero(accept(q, p1, span))
-                q, rows, p1, span = q[ok], rows[ok], p1[ok], span[ok]
             rec = np.asarray(cols["rec"][rows], dtype=np.int64)
             if not self._all_live[seg.name]:
                 live = np.flatnonzero(self._live_mask[rec])

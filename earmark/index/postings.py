@@ -118,6 +118,18 @@ class Postings:
         posting = starts + np.arange(len(query))
         return query.astype(np.int64), posting.astype(np.int64)
 
+    def lookup_accepted(self, lo: np.ndarray, hi: np.ndarray, accept: LookupFilter | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`lookup` of landmark postings, keeping the hits ``accept`` passes (all without it).
+        Returns ``(query, posting, p1, span)``: the anchor pitch and span read once, for the filter
+        and for the caller; the other columns are left for the caller to read for the kept hits."""
+        q, rows = self.lookup(lo, hi)
+        p1, span = self.columns["p1"][rows], self.columns["span"][rows]
+        if accept is not None:
+            ok = np.flatnonzero(accept(q, p1, span))
+            q, rows, p1, span = q[ok], rows[ok], p1[ok], span[ok]
+        return q, rows, p1, span
+
 
 def distinct_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values of sorted ``keys`` and the row where each one's run starts (with

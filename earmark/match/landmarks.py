@@ -525,12 +525,9 @@ class MemoryIndex:
 
     def landmark_lookup(self, lo: np.ndarray, hi: np.ndarray,
                         accept: LookupFilter | None = None) -> tuple[np.ndarray, ...]:
-        q, rows = self._postings.lookup(lo, hi)
+        q, rows, p1, span = self._postings.lookup_accepted(lo, hi, accept)
         c = self._postings.columns
-        if accept is not None:
-            ok = np.flatnonzero(accept(q, c["p1"][rows], c["span"][rows]))
-            q, rows = q[ok], rows[ok]
-        return q, c["rec"][rows], c["t1"][rows], c["p1"][rows], c["span"][rows]
+        return q, c["rec"][rows], c["t1"][rows], p1, span
 
     def recording_duration(self, rec_id: int) -> float:
         return self._durations[int(rec_id)]
