@@ -302,6 +302,38 @@ def alignment_evidence(
     return ber, chance, null.log10_tail(ber, n_eff, mu=chance)
 
 
+def references_agree(
+    a: tuple[np.ndarray, np.ndarray], a_start_s: float, b: tuple[np.ndarray, np.ndarray], b_start_s: float,
+    length_s: float, item_duration: float, config: MatchConfig, *, search_items: int = 2,
+) -> bool:
+    """Whether two recordings hold the same audio over ``length_s`` seconds from ``a_start_s`` in the
+    first and ``b_start_s`` in the second (each given as its codes and active mask), at the best of
+    the ``search_items`` item shifts either side: their codes agree as a copy agrees with its
+    recording (bit error rate at most ``config.max_ber`` over at least ``config.min_items`` evidence
+    items, beating the pair's chance rate by ``config.min_contrast``). A remaster and its original
+    do; two pieces of one artist that share a theme do not (see ``MatchConfig.max_ber``)."""
+    n = int(length_s / item_duration)
+    a0 = int(round(a_start_s / item_duration))
+    best: tuple[float, float] | None = None
+    for d in range(-search_items, search_items + 1):
+        b0 = int(round(b_start_s / item_duration)) + d
+        lo = max(0, -a0, -b0)
+        hi = min(n, len(a[0]) - a0, len(b[0]) - b0)
+        if hi - lo < config.min_items:
+            continue
+        ia = np.arange(a0 + lo, a0 + hi)
+        ib = np.arange(b0 + lo, b0 + hi)
+        ok = np.asarray(a[1], bool)[ia] & np.asarray(b[1], bool)[ib]
+        if ok.sum() < config.min_items:
+            continue
+        qa = np.asarray(a[0], np.uint32)[ia[ok]]
+        ber = float(np.bitwise_count(qa ^ np.asarray(b[0], np.uint32)[ib[ok]]).mean()) / 32
+        if best is None or ber < best[0]:
+            _, chance = span_evidence(qa, np.asarray(b[0], np.uint32), ib[ok])
+            best = (ber, chance)
+    return best is not None and best[0] <= config.max_ber and best[1] - best[0] >= config.min_contrast
+
+
 def _overlap(a: Span, b: Span) -> float:
     inter = min(a.end, b.end) - max(a.start, b.start)
     return max(0, inter) / max(1, min(a.end - a.start, b.end - b.start))

@@ -71,6 +71,10 @@ class Finding:
     # another place matches about as well; each such copy is at one of them (counted once in
     # coverage_s, at its best place, but not drawn or listed as a covered interval)
     ambiguous_places: tuple[tuple[float, float], ...] = ()
+    # other registered recordings that hold the same audio as this one where it was found (a remaster
+    # and its original), by track id: the number of this finding's items they also match, less well
+    # (their matches there are alternatives with ``same_audio_as`` naming this recording)
+    same_audio: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -146,9 +150,14 @@ def build_findings(
     """
     meta = {r["track_id"]: r for r in catalogue}
     per: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    # a match that yields to a recording holding the same audio is that recording's finding
+    same_audio: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for rec in records:
         for m in rec.get("matches") or []:
-            per[m["track_id"]].append((rec, m))
+            if m.get("same_audio_as"):
+                same_audio[m["same_audio_as"]][m["track_id"]].add(rec["file"])
+            else:
+                per[m["track_id"]].append((rec, m))
     findings = []
     for tid in sorted(per):
         pairs = per[tid]
@@ -202,6 +211,7 @@ def build_findings(
             items=tuple(items),
             licensed=bool(covering),
             licences=covering,
+            same_audio={t: len(fs) for t, fs in sorted(same_audio[tid].items())},
         ))
     holders = []
     by_holder: dict[str, list[dict]] = defaultdict(list)

@@ -503,7 +503,8 @@ def render_html(
     pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for rec in records:
         for m in rec.get("matches") or []:
-            pairs[m["track_id"]].append((rec, m))
+            if not m.get("same_audio_as"):  # the finding of the recording it names (build_findings)
+                pairs[m["track_id"]].append((rec, m))
     extra = methods.get("limitations") or ()
     extra = [extra] if isinstance(extra, str) else [scalar(x) for x in extra]
     with matplotlib.rc_context(_RC):

@@ -70,6 +70,10 @@ LIMITATIONS = (
     "strongest are marked as alternatives and counted once in coverage. When another place matches "
     "about as well (90 % of the evidence), the copy is listed under the places it may be at, not drawn "
     "at one of them.",
+    "Where two registered recordings hold the same audio (a remaster and its original) and both match "
+    "one stretch of an item, the item is attributed to the one it follows where they differ (its "
+    "spectral peaks, then its fingerprint bits); the other is listed as sharing the audio. Where the "
+    "item's evidence does not separate them, the stronger match is named.",
 )
 
 

@@ -20,8 +20,9 @@ from earmark.match.chromaprint import (
     alignment_evidence,
     candidate_diagonals,
     match_fingerprint,
+    references_agree,
 )
-from earmark.match.combine import combine
+from earmark.match.combine import combine, mark_same_audio, ref_at
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
 
@@ -151,6 +152,9 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
                                max_fmp=hc.search_fmp, hits_out=lm_hits)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
+    if len({m.rec_id for m in matches}) > 1:
+        matches = mark_same_audio(matches,
+                                  lambda a, b, q0, q1: _same_audio(fp, reader, settings, a, b, q0, q1))
     # Chromaprint's candidates as (recording, offset in seconds): what the whole-item verifiers try
     proposals = [(rec, diag * fp.item_duration) for rec, diag, _votes in cands]
     if not matches and proposals and fa.envelope is not None:
@@ -163,6 +167,14 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
+
+
+def _same_audio(fp, reader: CatalogueReader, settings: ScanSettings, a: Match, b: Match, q0: float,
+                q1: float) -> bool:
+    """Whether matches ``a`` and ``b`` of two recordings place the same audio over item seconds
+    ``[q0, q1]`` (see :func:`earmark.match.combine.mark_same_audio`)."""
+    return references_agree(reader.ref(a.rec_id), ref_at(a, q0), reader.ref(b.rec_id), ref_at(b, q0),
+                            (q1 - q0) * a.time_factor, fp.item_duration, settings.match)
 
 
 def _mixture_matches(peaks, spectrogram, duration: float, chroma: list[tuple[int, float]],
