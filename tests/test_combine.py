@@ -115,3 +115,17 @@ def test_weak_landmark_only_repeat_places_are_dropped_but_strong_ones_kept():
     out = combine([best], [bar, loop], stands_alone=lambda m: m.fmp <= 1e-6,
                   repeat_stands=lambda m: m.fmp <= 1e-80)
     assert [(m.ref_start, m.alternative) for m in out] == [(22.0, False), (70.0, True)]
+
+
+def test_a_weak_repeat_place_as_strong_as_the_best_is_kept_so_the_place_is_not_asserted():
+    # a loop: landmark evidence alone, 15 anchors at one bar and 14 at another (a hundredfold apart in
+    # probability, one anchor apart in evidence); neither is strong enough to stand as a repeat
+    best = _m(12, 0.5, 8.6, 157.0, fmp=1e-19, family="landmark", anchors=15, ber=None)
+    twin = _m(12, 0.5, 8.6, 143.3, fmp=1e-17, family="landmark", anchors=14, ber=None)
+    weak = _m(12, 0.8, 8.6, 88.4, fmp=1e-9, family="landmark", anchors=9, ber=None)
+    out = combine([], [best, twin, weak], stands_alone=lambda m: m.fmp <= 1e-6,
+                  repeat_stands=lambda m: m.fmp <= 1e-80)
+    assert [(m.ref_start, m.alternative) for m in out] == [(143.3, True), (157.0, False)]
+    # with Chromaprint bits on the best place, the scores are compared, and 17 is under 0.9 x 19
+    bits = dataclasses.replace(best, ber=0.1, family="chromaprint+landmark")
+    assert [m.ref_start for m in combine([bits], [twin], repeat_stands=lambda m: False)] == [157.0]

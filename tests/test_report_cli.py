@@ -76,6 +76,22 @@ def test_a_copy_whose_place_the_recording_repeats_is_counted_but_not_placed():
     assert f.to_dict()["ambiguous_places"] == [[30.0, 40.0], [54.0, 64.0]]
 
 
+def test_a_landmark_only_copys_place_is_ambiguous_when_an_alternative_has_as_many_anchors():
+    def m(r0, score, anchors, alternative=False):
+        return {"track_id": "T1", "query_start": 0.5, "query_end": 8.6, "ref_start": r0, "ref_end": r0 + 8.1,
+                "score": score, "alternative": alternative, "ber": None, "family": "landmark",
+                "anchors": anchors}
+    cat = [{"track_id": "T1", "duration_s": 200.0, "rights_holder": "R"}]
+    # 19.4 against 17.3 is under 0.9, but 14 anchors are over 0.9 of 15
+    rec = {"file": "buried.mp3", "status": "match", "sha256": "a",
+           "matches": [m(157.0, 19.4, 15), m(143.3, 17.3, 14, alternative=True)]}
+    (f,) = build_findings([rec], cat).findings
+    assert f.coverage_intervals == () and f.ambiguous_places == ((143.3, 151.4), (157.0, 165.1))
+    rec["matches"][1]["anchors"] = 12
+    (f,) = build_findings([rec], cat).findings
+    assert f.coverage_intervals == ((157.0, 165.1),) and f.ambiguous_places == ()
+
+
 def test_an_envelope_copys_place_is_ambiguous_when_an_alternative_agrees_as_well_in_its_bits():
     def m(r0, score, ber, alternative=False):
         return {"track_id": "T1", "query_start": 0.0, "query_end": 10.0, "ref_start": r0, "ref_end": r0 + 10,

@@ -18,6 +18,13 @@ REPEAT_OVERLAP = 0.5
 #: are beyond chance; the one with more aligned evidence is the finding.
 RANK_CERTAIN_FMP = 1e-150
 
+#: Another place of a repeated passage matches about as well as the best place, so that which place
+#: was copied is not known, when its evidence is at least this share of the best place's: its score,
+#: or its aligned anchors where both are beyond ranking by probability (``RANK_CERTAIN_FMP``) or both
+#: rest on landmark evidence alone (one anchor more or less moves a weak landmark match's probability
+#: a hundredfold; the anchors are the evidence itself).
+AMBIGUOUS_EVIDENCE_RATIO = 0.9
+
 #: Two matches of one recording describe the same alignment when, where their item spans meet, the
 #: recording times they imply differ by at most this many seconds.
 SAME_ALIGNMENT_S = 1.0
@@ -73,6 +80,18 @@ SameAudio = Callable[[Match, Match, float, float], bool]
 PREFERENCE_Z = 2.0
 
 
+def as_strong(best: Match | dict, other: Match | dict) -> bool:
+    """Whether ``other``'s evidence is at least ``AMBIGUOUS_EVIDENCE_RATIO`` of ``best``'s (matches, or
+    their report dicts)."""
+    b = best if isinstance(best, dict) else dataclasses.asdict(best)
+    o = other if isinstance(other, dict) else dataclasses.asdict(other)
+    anchors_b, anchors_o = b.get("anchors") or 0, o.get("anchors") or 0
+    landmark_only = b.get("ber") is None and o.get("ber") is None and anchors_b > 0 and anchors_o > 0
+    if min(b["score"], o["score"]) >= -math.log10(RANK_CERTAIN_FMP) or landmark_only:
+        return anchors_o >= AMBIGUOUS_EVIDENCE_RATIO * anchors_b
+    return o["score"] >= AMBIGUOUS_EVIDENCE_RATIO * b["score"]
+
+
 def combine(chromaprint: list[Match], landmark: list[Match], *,
             stands_alone: Callable[[Match], bool] = lambda m: True,
             repeat_stands: Callable[[Match], bool] = lambda m: True) -> list[Match]:
@@ -81,7 +100,8 @@ def combine(chromaprint: list[Match], landmark: list[Match], *,
     A landmark match that coincides with a Chromaprint match is merged into it; one that does not
     is reported only if ``stands_alone(match)`` (see ``HoughConfig.stands_alone``), and, when it
     turns out to be a weaker place of a passage the recording repeats (see :func:`mark_repeats`),
-    only if ``repeat_stands(match)`` too.
+    only if ``repeat_stands(match)`` too, or if it is :func:`as_strong` as the place it repeats (then
+    the evidence does not say which of the two was copied, and dropping it would assert one).
     """
     out = list(chromaprint)
     for m in sorted(landmark, key=lambda m: (m.fmp, -m.anchors)):
@@ -92,8 +112,15 @@ def combine(chromaprint: list[Match], landmark: list[Match], *,
         else:
             if stands_alone(m):
                 out.append(m)
-    out = [m for m in mark_repeats(out)
-           if not (m.alternative and m.family == "landmark" and not repeat_stands(m))]
+    out = mark_repeats(out)
+    primaries = [m for m in out if not m.alternative]
+
+    def stands_as_repeat(m: Match) -> bool:
+        shared = [(p, min(m.query_end, p.query_end) - max(m.query_start, p.query_start))
+                  for p in primaries if p.rec_id == m.rec_id]
+        return repeat_stands(m) or any(x > REPEAT_OVERLAP * m.duration and as_strong(p, m) for p, x in shared)
+
+    out = [m for m in out if not (m.alternative and m.family == "landmark" and not stands_as_repeat(m))]
     out.sort(key=lambda m: (m.query_start, m.track_id, m.ref_start))
     return out
 

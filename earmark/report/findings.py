@@ -8,13 +8,12 @@ catalogue's metadata, so a reader can re-derive it.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from earmark.catalogue.licences import Licence
-from earmark.match.combine import RANK_CERTAIN_FMP
+from earmark.match.combine import as_strong
 from earmark.match.envelope import EnvelopeMatchConfig
 
 
@@ -31,16 +30,10 @@ def merge_intervals(
     return [(a, b) for a, b in out]
 
 
-#: A repeated passage's place is not known when an alternative place of the same recording, over the
-#: same stretch of the item, has at least this share of the best place's evidence: its score, or,
-#: where both are beyond ranking by probability (``RANK_CERTAIN_FMP``), its aligned anchors. The
-#: ranking of two places whose evidence differs by less than this is not a finding. A whole-item
-#: envelope match's place is not known either when an alternative's Chromaprint bits agree as well,
-#: within the margin the matchers treat as equal (the coarse envelope ranks the repeats of a loop by
-#: small differences).
-AMBIGUOUS_EVIDENCE_RATIO = 0.9
+#: A whole-item envelope match's place is not known either when an alternative's Chromaprint bits agree
+#: as well, within the margin the matchers treat as equal (the coarse envelope ranks the repeats of a
+#: loop by small differences). Otherwise :func:`earmark.match.combine.as_strong` decides.
 _ENVELOPE_BER_MARGIN = EnvelopeMatchConfig().repeat_ber_margin
-_CERTAIN_SCORE = -math.log10(RANK_CERTAIN_FMP)
 
 
 @dataclass(frozen=True)
@@ -107,15 +100,12 @@ class Findings:
 
 def _near_equal_places(m: dict, alternatives: Sequence[dict]) -> list[dict]:
     """Of the alternative places in primary match ``m``'s item (same recording), those sharing more
-    than half of the shorter item span with evidence at least ``AMBIGUOUS_EVIDENCE_RATIO`` of its own."""
+    than half of the shorter item span with evidence :func:`~earmark.match.combine.as_strong` as its own."""
     out = []
     for x in alternatives:
         shared = min(m["query_end"], x["query_end"]) - max(m["query_start"], x["query_start"])
         shorter = min(m["query_end"] - m["query_start"], x["query_end"] - x["query_start"])
-        if min(m["score"], x["score"]) >= _CERTAIN_SCORE:
-            close = x.get("anchors", 0) >= AMBIGUOUS_EVIDENCE_RATIO * m.get("anchors", 0)
-        else:
-            close = x["score"] >= AMBIGUOUS_EVIDENCE_RATIO * m["score"]
+        close = as_strong(m, x)
         if m.get("family") == "envelope" and None not in (m.get("ber"), x.get("ber")):
             close = close or x["ber"] <= m["ber"] + _ENVELOPE_BER_MARGIN  # the harmony agrees as well
         if shared > 0.5 * shorter and close:
