@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from conftest import SR, write_audio
 
 from earmark import synth
 from earmark.errors import CatalogueError, ScanError
+from earmark.fingerprint.pipeline import fingerprint_source
+from earmark.match.model import Match
 from earmark.scan.run import read_report, scan
+from earmark.scan.worker import ScanSettings, _check_weak_places
 
 #: Fields that depend on timing, not on the data (dropped before comparing scans).
 TIMING_FIELDS = {"cpu_s", "wall_s", "elapsed_s"}
@@ -198,3 +202,31 @@ def test_on_result_sees_every_item(dataset, library, tmp_path):
     seen = []
     scan(root, library.catalogue, tmp_path / "out", workers=1, on_result=lambda r: seen.append(r.file))
     assert sorted(seen) == sorted(expected)
+
+
+def test_a_weak_landmark_only_place_is_rechecked_peak_by_peak_over_the_recording(library, reader, tmp_path):
+    song = library.song(2)
+    path = write_audio(tmp_path / "copy.wav", song.excerpt(20.0, 10.0))
+    fa = fingerprint_source(path, reader.config, peaks=reader.landmark_config.query_peaks,
+                            keep_spectrogram_s=60.0)
+    rec_id = next(i for i, r in reader.recordings.items() if r.track_id == song.track_id)
+
+    def weak(ref_start: float, fmp: float = 4e-7) -> Match:
+        # a landmark-only copy admitted at the chance level, at the recording's speed and pitch
+        return Match(track_id=song.track_id, rec_id=rec_id, query_start=0.3, query_end=7.6,
+                     ref_start=ref_start, ref_end=ref_start + 7.3, score=-math.log10(fmp), fmp=fmp, ber=None,
+                     chance_ber=None, n_items=0, n_distinct=0, family="landmark", anchors=8)
+
+    settings = ScanSettings()
+
+    def check(ms):
+        return _check_weak_places(ms, fa.peaks, fa.spectrogram, fa.fingerprint.duration, reader, settings)
+
+    # placed 12 s late: the whole-item check finds the true place, which becomes the finding
+    out = check([weak(32.3)])
+    (best,) = [m for m in out if not m.alternative]
+    assert best.family == "mixture" and abs(best.ref_start - (20.0 + best.query_start)) < 0.1
+    assert [m.ref_start for m in out if m.alternative] == [32.3]
+    # placed right: confirmed, nothing added; a strong landmark match is not re-checked at all
+    assert check([weak(20.3)]) == [weak(20.3)]
+    assert check([weak(32.3, fmp=1e-90)]) == [weak(32.3, fmp=1e-90)]

@@ -427,14 +427,15 @@ def verify_alignments(
     item: ItemPeaks, duration: float, proposals: Iterable[tuple[int, float]],
     peak_map: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | object,
     recordings: Mapping[int, Recording], pc: PeakConfig, config: MixtureMatchConfig, *,
-    catalogue_frames: float,
+    catalogue_frames: float, search: Iterable[int] = (),
 ) -> list[Match]:
     """Mixture matches among the proposed (recording, offset in seconds) alignments of a whole item.
 
     ``peak_map(rec_id)`` gives a recording's stored peaks (a ``CatalogueReader`` method). A
-    recording found at some proposal is also searched over every whole-item offset (its passage may
-    repeat, and the proposals miss the true place): every recording's best passing place is
-    reported, its other passing places (a repeated passage) as alternatives.
+    recording found at some proposal, or listed in ``search``, is also searched over every
+    whole-item offset (its passage may repeat, and the proposals miss the true place): every
+    recording's best passing place is reported, its other passing places (a repeated passage) as
+    alternatives.
     """
     fd = pc.frame_duration
     span = int(round(config.search_s / fd))
@@ -465,7 +466,9 @@ def verify_alignments(
             found.append((passed[0], rec_id, passed[1]))
     # a recording found somewhere may repeat the passage: its best place over the whole recording
     # (which the proposals can miss) is judged too, and the strongest place is the match
-    for rec_id in sorted({r for _, r, _ in found}):
+    for rec_id in sorted({r for _, r, _ in found} | {r for r in search if r in recordings}):
+        if rec_id not in refs:
+            refs[rec_id] = peak_map(rec_id)  # type: ignore[operator]
         ref_frames, ref = int(recordings[rec_id].duration_s / fd), refs[rec_id]
         ev = best_place(item, ref, ref_frames, config)
         if ev is None or any(r == rec_id and abs(e.offset - ev.offset) <= 2 * span for _, r, e in found):

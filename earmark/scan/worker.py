@@ -22,7 +22,7 @@ from earmark.match.chromaprint import (
     match_fingerprint,
     references_agree,
 )
-from earmark.match.combine import combine, mark_same_audio, ref_at
+from earmark.match.combine import combine, mark_repeats, mark_same_audio, ref_at, same_alignment
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
 
@@ -152,6 +152,8 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
                                max_fmp=hc.search_fmp, hits_out=lm_hits)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
+    if matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
+        matches = _check_weak_places(matches, fa.peaks, fa.spectrogram, fp.duration, reader, settings)
     if len({m.rec_id for m in matches}) > 1:
         matches = mark_same_audio(matches,
                                   lambda a, b, q0, q1: _same_audio(fp, reader, settings, a, b, q0, q1))
@@ -167,6 +169,35 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
+
+
+def _check_weak_places(matches: list[Match], peaks, spectrogram, duration: float, reader: CatalogueReader,
+                       settings: ScanSettings) -> list[Match]:
+    """Re-check the place of landmark-only copies admitted at the chance level.
+
+    Such a match rests on a few aligned anchors (a copy under speech keeps few triplets), and a
+    recurring phrase of the recording can line a few up at another place than the one copied. Where
+    it keeps the recording's speed and pitch, the mixture verifier checks the recording against the
+    whole item peak by peak (far more evidence than the anchors) at the match's places and at the
+    recording's best place over its whole length. Places it passes that no match holds are added
+    (family ``mixture``), and the places are ranked again (:func:`mark_repeats`): the stronger is the
+    finding, the other an alternative. A place it confirms, or none, changes nothing.
+    """
+    hc = settings.landmarks
+    weak = {m.rec_id for m in matches
+            if m.family == "landmark" and not m.alternative and m.fmp > hc.max_fmp and m.transform == "none"}
+    if not weak:
+        return matches
+    proposals = [(m.rec_id, m.ref_start - m.query_start * m.time_factor) for m in matches if m.rec_id in weak]
+    mc, pc = settings.mixture, reader.landmark_config.peaks
+    found = mix_match.verify_alignments(
+        mix_match.item_peaks(peaks, spectrogram, pc, mc), duration, proposals, reader.peak_map,
+        reader.recordings, pc, mc, catalogue_frames=reader.landmark_seconds / pc.frame_duration,
+        search=sorted(weak))
+    extra = [x for x in found if x.rec_id in weak and not any(same_alignment(x, m) for m in matches)]
+    if not extra:
+        return matches
+    return sorted(mark_repeats(matches + extra), key=lambda m: (m.query_start, m.track_id, m.ref_start))
 
 
 def _same_audio(fp, reader: CatalogueReader, settings: ScanSettings, a: Match, b: Match, q0: float,
