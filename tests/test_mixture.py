@@ -142,9 +142,9 @@ def test_dilate_is_a_maximum_filter(df, db):
     for density in (0.01, 0.1, 0.5):
         grid = g.random((57, 31)) < density
         want = ndimage.maximum_filter(grid, size=(2 * df + 1, 2 * db + 1), mode="constant", cval=False)
-        got = mx._dilate(grid, df, db)
+        got = mx.dilate(grid, df, db)
         assert got.dtype == bool and np.array_equal(got, want)
-    assert not mx._dilate(np.zeros((5, 4), bool), df, db).any()
+    assert not mx.dilate(np.zeros((5, 4), bool), df, db).any()
 
 
 def _peaks_at(cells: list[tuple[float, float]]) -> Peaks:
@@ -183,7 +183,7 @@ def test_item_peaks_uses_the_cells_the_catalogue_stores(buried):
     cells = set(zip(frame.tolist(), bins.tolist(), strict=True))
     assert set(map(tuple, np.argwhere(bare.hit).tolist())) == cells
     ip = item_peaks(peaks, spec, PC, MC)
-    assert np.array_equal(ip.hit, mx._dilate(bare.hit, MC.tol_frames, MC.tol_bins))
+    assert np.array_equal(ip.hit, mx.dilate(bare.hit, MC.tol_frames, MC.tol_bins))
     assert np.allclose(ip.occupancy, ip.hit.mean(axis=0))
     assert 0.02 < ip.occupancy.mean() < 0.3  # a real item: neither empty nor saturated
     # the masking test's level is the loudest cell within one frame and one bin

@@ -45,8 +45,8 @@ def test_of_two_recordings_sharing_the_audio_the_one_with_clearly_more_agreeing_
     repeat = _m(2, 0.5, 9.5, 100.5, anchors=25, fmp=1e-90, alternative=True)  # the original repeats it
     out = mark_same_audio([remaster, original, repeat], same)
     assert out[0] == remaster
-    assert out[1] == dataclasses.replace(original, alternative=True, same_audio_as="T001")
-    assert out[2] == dataclasses.replace(repeat, same_audio_as="T001")
+    assert out[1] == dataclasses.replace(original, alternative=True, shares_audio_with="T001")
+    assert out[2] == dataclasses.replace(repeat, shares_audio_with="T001")
     assert calls == [("T001", "T002", 0.5, 9.5)]  # the stronger first, over the shared stretch
 
 
@@ -58,7 +58,7 @@ def test_close_anchor_counts_leave_it_to_the_stronger_match(anchors, winner):
     b = _m(2, 0.0, 10.0, 0.0, anchors=anchors[1], fmp=1e-60)
     out = mark_same_audio([a, b], lambda *args: True)
     assert [m.track_id for m in out if not m.alternative] == [winner]
-    assert [m.same_audio_as for m in out if m.alternative] == [winner]
+    assert [m.shares_audio_with for m in out if m.alternative] == [winner]
 
 
 def test_recordings_that_overlap_without_sharing_audio_are_both_kept():
@@ -102,13 +102,13 @@ def test_references_agree_on_a_copy_and_not_on_unrelated_codes(rng):
 def test_findings_attribute_same_audio_items_to_the_better_recording():
     rec = {"file": "a.mp3", "status": "match", "sha256": "00", "matches": [
         {**_m(1, 0.0, 10.0, 40.0, anchors=80).to_dict()},
-        {**_m(2, 0.0, 10.0, 40.0, anchors=30, alternative=True).to_dict(), "same_audio_as": "T001"},
+        {**_m(2, 0.0, 10.0, 40.0, anchors=30, alternative=True).to_dict(), "shares_audio_with": "T001"},
     ]}
     cat = [{"track_id": t, "isrc": "", "title": t, "artist": "x", "rights_holder": "h", "duration_s": 100.0}
            for t in ("T001", "T002")]
     f = build_findings([rec], cat).findings
     assert [x.track_id for x in f] == ["T001"]
-    assert f[0].same_audio == {"T002": 1} and f[0].coverage_fraction == 0.1
+    assert f[0].shares_audio == {"T002": 1} and f[0].coverage_fraction == 0.1
 
 
 def _remaster(x: np.ndarray) -> np.ndarray:
@@ -148,7 +148,7 @@ def test_a_copy_of_a_remaster_or_its_original_is_attributed_to_the_one_it_was_ma
     ms = remaster_scan[1][file]["matches"]
     primary = [m["track_id"] for m in ms if not m["alternative"]]
     assert primary == [present]
-    assert {m["same_audio_as"] for m in ms if m["track_id"] == sibling} == {present}
+    assert {m["shares_audio_with"] for m in ms if m["track_id"] == sibling} == {present}
 
 
 def test_the_scan_compares_recordings_that_share_audio_and_leaves_unrelated_ones_alone(remaster_scan):

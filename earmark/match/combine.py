@@ -187,7 +187,7 @@ def mark_same_audio(matches: list[Match], same_audio: SameAudio) -> list[Match]:
     two recordings differ was significant in 4 of 11 items and wrong in one (docs/matching.md).
 
     The other match, and its weaker places over the same stretch, become alternatives with
-    ``same_audio_as`` naming the finding's track id. Recordings that merely overlap in the item (two
+    ``shares_audio_with`` naming the finding's track id. Recordings that merely overlap in the item (two
     registered songs mixed together) are both kept.
     """
     order = sorted((i for i, m in enumerate(matches) if not m.alternative),
@@ -217,5 +217,5 @@ def mark_same_audio(matches: list[Match], same_audio: SameAudio) -> list[Match]:
             overlap = min(x.query_end, loser.query_end) - max(x.query_start, loser.query_start)
             repeat = x.alternative and overlap > REPEAT_OVERLAP * x.duration
             if x.rec_id == loser.rec_id and (j == i or repeat):
-                out[j] = dataclasses.replace(x, alternative=True, same_audio_as=winner.track_id)
+                out[j] = dataclasses.replace(x, alternative=True, shares_audio_with=winner.track_id)
     return out

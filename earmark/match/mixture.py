@@ -149,7 +149,7 @@ class ItemPeaks:
         return out
 
 
-def _dilate(grid: np.ndarray, df: int, db: int) -> np.ndarray:
+def dilate(grid: np.ndarray, df: int, db: int) -> np.ndarray:
     """Logical OR over a (2 df + 1) x (2 db + 1) neighbourhood, by shifted slices."""
     out = grid.copy()
     for s in range(1, db + 1):
@@ -170,7 +170,7 @@ def item_peaks(peaks: Peaks, spectrogram: np.ndarray, pc: PeakConfig,
     if n and len(peaks):
         f, b = peak_cells(peaks, pc)
         grid[np.minimum(f, n - 1), b] = True
-    hit = _dilate(grid, config.tol_frames, config.tol_bins)
+    hit = dilate(grid, config.tol_frames, config.tol_bins)
     occupancy = hit.mean(axis=0) if n else np.zeros(pc.n_bins)
     return ItemPeaks(hit=hit, occupancy=occupancy, spectrogram=np.asarray(spectrogram))
 

@@ -67,7 +67,7 @@ class Match:
         non-catalogue audio, where the analytic ``fmp`` of landmark evidence understates chance
         between pieces of music; decisions still use ``fmp`` (docs/matching.md). None without
         landmark evidence.
-    same_audio_as : str or None
+    shares_audio_with : str or None
         The track id of another registered recording that shares this stretch of audio (a remaster
         and its original, one master registered twice) and agrees better with the item: the item
         holds that one, and this match is reported as an alternative
@@ -96,7 +96,7 @@ class Match:
     envelope_r: float | None = None
     unmasked: float | None = None
     empirical_fmp: float | None = None
-    same_audio_as: str | None = None
+    shares_audio_with: str | None = None
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:

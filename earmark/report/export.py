@@ -19,13 +19,13 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MATCH_COLUMNS = (
     "file", "sha256", "track_id", "isrc", "title", "artist", "rights_holder", "query_start", "query_end",
     "ref_start", "ref_end", "matched_duration", "score", "fmp", "empirical_fmp", "family", "ber", "n_items",
-    "time_factor", "pitch_st", "transform", "alternative", "same_audio_as", "source_path",
+    "time_factor", "pitch_st", "transform", "alternative", "shares_audio_with", "source_path",
 )
 FINDING_COLUMNS = (
     "track_id", "isrc", "title", "artist", "rights_holder", "duration_s", "licensed", "n_items",
     "n_distinct_bytes", "n_matches", "matched_duration_s", "coverage_s", "coverage_fraction",
     "max_item_ref_fraction", "strongest_file", "strongest_score", "longest_file", "longest_duration_s",
-    "same_audio",
+    "shares_audio",
 )
 
 
@@ -74,7 +74,7 @@ def finding_rows(findings: Findings) -> list[dict]:
         d["strongest_score"] = f.strongest_match["score"]
         d["longest_file"] = f.longest_match["file"]
         d["longest_duration_s"] = f.longest_match["duration_s"]
-        d["same_audio"] = ";".join(f"{t}:{n}" for t, n in f.same_audio.items())
+        d["shares_audio"] = ";".join(f"{t}:{n}" for t, n in f.shares_audio.items())
         rows.append(d)
     return rows
 

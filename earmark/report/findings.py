@@ -66,8 +66,8 @@ class Finding:
     ambiguous_places: tuple[tuple[float, float], ...] = ()
     # other registered recordings that hold the same audio as this one where it was found (a remaster
     # and its original), by track id: the number of this finding's items they also match, less well
-    # (their matches there are alternatives with ``same_audio_as`` naming this recording)
-    same_audio: dict[str, int] = field(default_factory=dict)
+    # (their matches there are alternatives with ``shares_audio_with`` naming this recording)
+    shares_audio: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -141,11 +141,11 @@ def build_findings(
     meta = {r["track_id"]: r for r in catalogue}
     per: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     # a match that yields to a recording holding the same audio is that recording's finding
-    same_audio: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    shared: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for rec in records:
         for m in rec.get("matches") or []:
-            if m.get("same_audio_as"):
-                same_audio[m["same_audio_as"]][m["track_id"]].add(rec["file"])
+            if m.get("shares_audio_with"):
+                shared[m["shares_audio_with"]][m["track_id"]].add(rec["file"])
             else:
                 per[m["track_id"]].append((rec, m))
     findings = []
@@ -201,7 +201,7 @@ def build_findings(
             items=tuple(items),
             licensed=bool(covering),
             licences=covering,
-            same_audio={t: len(fs) for t, fs in sorted(same_audio[tid].items())},
+            shares_audio={t: len(fs) for t, fs in sorted(shared[tid].items())},
         ))
     holders = []
     by_holder: dict[str, list[dict]] = defaultdict(list)

@@ -503,7 +503,7 @@ def render_html(
     pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for rec in records:
         for m in rec.get("matches") or []:
-            if not m.get("same_audio_as"):  # the finding of the recording it names (build_findings)
+            if not m.get("shares_audio_with"):  # the finding of the recording it names (build_findings)
                 pairs[m["track_id"]].append((rec, m))
     extra = methods.get("limitations") or ()
     extra = [extra] if isinstance(extra, str) else [scalar(x) for x in extra]

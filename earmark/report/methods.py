@@ -70,10 +70,13 @@ LIMITATIONS = (
     "strongest are marked as alternatives and counted once in coverage. When another place matches "
     "about as well (90 % of the evidence), the copy is listed under the places it may be at, not drawn "
     "at one of them.",
-    "Where two registered recordings hold the same audio (a remaster and its original) and both match "
-    "one stretch of an item, the item is attributed to the one it follows where they differ (its "
-    "spectral peaks, then its fingerprint bits); the other is listed as sharing the audio. Where the "
+    "Where two registered recordings share audio (a remaster and its original, a version built on the "
+    "same material) and both match one stretch of an item, the item is attributed to the one whose "
+    "spectral peaks it follows where they differ; the other is listed as sharing the audio. Where the "
     "item's evidence does not separate them, the stronger match is named.",
+    "A match's times are the copy's extent: its evidence span extended as far as the recording's "
+    "spectral peaks keep being found in the item at the match's alignment, in steps of 0.25 s. The "
+    "score and evidence are those of the evidence span.",
 )
 
 

@@ -12,6 +12,7 @@ from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
+from earmark.match import extent as extent_match
 from earmark.match import landmarks as lm_match
 from earmark.match import mixture as mix_match
 from earmark.match.chromaprint import (
@@ -43,6 +44,7 @@ class ScanSettings:
     landmarks: lm_match.HoughConfig = field(default_factory=lm_match.HoughConfig)
     envelope: env_match.EnvelopeMatchConfig = field(default_factory=env_match.EnvelopeMatchConfig)
     mixture: mix_match.MixtureMatchConfig = field(default_factory=mix_match.MixtureMatchConfig)
+    extent: extent_match.ExtentConfig = field(default_factory=extent_match.ExtentConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -168,6 +170,8 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
+    if fa.peaks is not None:
+        matches = [_extend(m, fa.peaks, fp.duration, reader, settings) for m in matches]
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
 
 
@@ -200,12 +204,35 @@ def _check_weak_places(matches: list[Match], peaks, spectrogram, duration: float
     return sorted(mark_repeats(matches + extra), key=lambda m: (m.query_start, m.track_id, m.ref_start))
 
 
+#: Families whose span is where their evidence is, not the copy's whole extent (see ``extent``); the
+#: whole-item verifiers report the whole item.
+_SPAN_FAMILIES = ("landmark", "chromaprint", "chromaprint+landmark")
+
+
+def _extend(m: Match, peaks, duration: float, reader: CatalogueReader, settings: ScanSettings) -> Match:
+    """``m`` over the copy's whole extent (:func:`earmark.match.extent.extend`)."""
+    if m.family not in _SPAN_FAMILIES:
+        return m
+    return extent_match.extend(m, peaks, duration, reader.peak_map(m.rec_id), reader.landmark_config.peaks,
+                               settings.extent, ref_duration=reader.recording_duration(m.rec_id))
+
+
 def _same_audio(fp, reader: CatalogueReader, settings: ScanSettings, a: Match, b: Match, q0: float,
                 q1: float) -> bool:
-    """Whether matches ``a`` and ``b`` of two recordings place the same audio over item seconds
-    ``[q0, q1]`` (see :func:`earmark.match.combine.mark_same_audio`)."""
-    return references_agree(reader.ref(a.rec_id), ref_at(a, q0), reader.ref(b.rec_id), ref_at(b, q0),
-                            (q1 - q0) * a.time_factor, fp.item_duration, settings.match)
+    """Whether matches ``a`` and ``b`` of two recordings place audio the two share over item seconds
+    ``[q0, q1]`` (see :func:`earmark.match.combine.mark_same_audio`): their codes agree as a copy's
+    do (one master registered twice, a remaster), or one holds a share of the other's spectral peaks
+    that only shared material gives (a version built on the other's stems)."""
+    ra, rb = ref_at(a, q0), ref_at(b, q0)
+    if references_agree(reader.ref(a.rec_id), ra, reader.ref(b.rec_id), rb, (q1 - q0) * a.time_factor,
+                        fp.item_duration, settings.match):
+        return True
+    pc = reader.landmark_config.peaks
+    shift = int(round((a.pitch_st - b.pitch_st) * pc.bins_per_octave / 12))
+    agreement = extent_match.peak_agreement(
+        reader.peak_map(a.rec_id), ra, reader.peak_map(b.rec_id), rb, (q1 - q0) * a.time_factor,
+        b_per_a=b.time_factor / a.time_factor, shift_bins=shift, pc=pc, config=settings.extent)
+    return settings.extent.shares_audio(*agreement)
 
 
 def _mixture_matches(peaks, spectrogram, duration: float, chroma: list[tuple[int, float]],
