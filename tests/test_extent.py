@@ -11,7 +11,7 @@ import pytest
 from conftest import SR, write_audio
 
 from earmark import synth
-from earmark.fingerprint.peaks import PeakConfig
+from earmark.fingerprint.peaks import PeakConfig, Peaks
 from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.match.extent import ExtentConfig, extend, peak_agreement, profile
 from earmark.match.model import Match
@@ -116,3 +116,41 @@ def test_peak_agreement_finds_a_stretched_transposed_copy_only_with_the_right_ma
 def test_extent_config_rejects_nonsense():
     with pytest.raises(Exception, match="bin_s"):
         dataclasses.replace(CFG, bin_s=0.0)
+
+
+def test_a_coarsely_placed_span_is_refined_before_its_peaks_are_counted(library, reader, partial):
+    # Chromaprint places a match to within half an item (0.06 s): 3 peak frames of tolerance would
+    # miss most peaks without the refinement
+    song, path = partial
+    rec = _rec(reader, song.track_id)
+    out = _extend(reader, path, _match(rec, song.track_id, 5.5, 7.5, offset=16.07))
+    assert 3.7 <= out.query_start <= 4.3 and 8.7 <= out.query_end <= 9.3
+    assert math.isclose(out.ref_start - out.query_start, 16.07)  # the alignment itself is not moved
+    no_search = dataclasses.replace(CFG, search_s=0.0)
+    coarse = _match(rec, song.track_id, 5.5, 7.5, offset=16.07)
+    assert _extend(reader, path, coarse, no_search) == coarse
+
+
+def _peaks(times: np.ndarray, pitches: np.ndarray) -> Peaks:
+    z = np.zeros(len(times), np.float32)
+    return Peaks(time=times, pitch=pitches, strength=z, level=z)
+
+
+@pytest.mark.parametrize("tail, reaches", [("silent", 10.0), ("other audio", 7.0)])
+def test_a_copy_runs_to_the_end_through_silence_on_both_sides(rng, tail, reaches):
+    pc = PeakConfig()
+    # a 20 s recording with peaks up to 17 s and a silent tail; the item copies its seconds 10-20
+    t = np.sort(rng.uniform(0.0, 17.0, 17 * 30))
+    pitch = rng.uniform(0, 59, len(t))
+    centre = pc.n_fft / 2 / pc.sample_rate
+    ref = (np.round((t - centre) / pc.frame_duration).astype(np.uint32), np.round(pitch * 3).astype(np.uint8),
+           None)
+    copy = t >= 10.0
+    it, ip = t[copy] - 10.0, pitch[copy]
+    if tail == "other audio":  # the item goes on with something else
+        extra = np.sort(rng.uniform(7.0, 10.0, 90))
+        it, ip = np.r_[it, extra], np.r_[ip, rng.uniform(0, 59, 90)]
+    m = _match(0, "T", 1.0, 5.0, offset=10.0)
+    out = extend(m, _peaks(it, ip), 10.0, ref, pc, CFG, ref_duration=20.0)
+    assert out.query_start == 0.0
+    assert abs(out.query_end - reaches) <= CFG.bin_s

@@ -22,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import poisson
 
 from earmark.errors import ParameterError
 from earmark.fingerprint.peaks import PeakConfig, Peaks, peak_cells
@@ -42,11 +43,18 @@ class ExtentConfig:
     tol_frames, tol_bins : int
         A recording peak is found when the item has a peak within this many frames and
         log-frequency bins of where the alignment puts it.
+    search_s : float
+        The alignment is refined within this many seconds either way first, to the offset where the
+        span's peaks agree best (Chromaprint places a match to within half an item, 0.06 s).
     min_peaks : int
         Fewest recording peaks the span must face to measure the copy's rate (else no extension).
     min_contrast : float
         The copy's rate must exceed the chance rate by this much (else no extension: the peaks do
         not tell the copy from other audio).
+    max_chance : float
+        ... and the span's found peaks must be this improbable under chance (Poisson, at the span's
+        expected count, times the shifts the refinement tried): the best of many shifts of a
+        misplaced alignment finds a few more than chance.
     shared_rate : float
         Two recordings share audio where one holds at least this share of the other's peaks (and
         ``min_contrast`` more than chance; :func:`peak_agreement`): a remaster holds about three
@@ -57,8 +65,10 @@ class ExtentConfig:
     reach_s: float = 10.0
     tol_frames: int = 2
     tol_bins: int = 1
+    search_s: float = 0.1
     min_peaks: int = 20
     min_contrast: float = 0.1
+    max_chance: float = 1e-3
     shared_rate: float = 0.2
 
     def shares_audio(self, rate: float, chance: float, compared: int) -> bool:
@@ -72,14 +82,17 @@ class ExtentConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """Recording peaks faced (``n``), found (``k``) and expected by chance (``mu``) per bin of item
-    time; bin ``i`` spans ``[start + i * bin_s, start + (i + 1) * bin_s)``."""
+    """Recording peaks faced (``n``), found (``k``) and expected by chance (``mu``), and the item's own
+    peaks (``own``), per bin of item time; bin ``i`` spans ``[start + i * bin_s, start + (i + 1) *
+    bin_s)``. ``shift`` is the refinement of the alignment, in item seconds (added to item times)."""
 
     start: float
     bin_s: float
     n: np.ndarray
     k: np.ndarray
     mu: np.ndarray
+    own: np.ndarray
+    shift: float = 0.0
 
 
 def profile(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -96,10 +109,15 @@ def profile(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.nd
     f0 = max(0, int(np.floor((start - centre) / fd)) - config.tol_frames)
     f1 = int(np.ceil((stop - centre) / fd)) + config.tol_frames + 1
     grid = np.zeros((f1 - f0, pc.n_bins), bool)
+    own = np.zeros(n_bins)
     if len(item):
         frame, bins = peak_cells(item, pc)
         inside = (frame >= f0) & (frame < f1)
         grid[frame[inside] - f0, bins[inside]] = True
+        t_item = np.asarray(item.time)
+        t_item = t_item[(t_item >= start) & (t_item < stop)]
+        own = np.bincount(np.minimum(((t_item - start) / config.bin_s).astype(np.int64), n_bins - 1),
+                          minlength=n_bins).astype(np.float64)
     hit = dilate(grid, config.tol_frames, config.tol_bins)
     occupancy = hit.mean(axis=0)
     # the recording's peaks in item time and bins
@@ -107,13 +125,24 @@ def profile(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.nd
     t = m.query_start + (r_time - m.ref_start) / m.time_factor
     b = np.asarray(ref[1], np.int64) + int(round(m.pitch_st * pc.bins_per_octave / 12))
     f = np.round((t - centre) / fd).astype(np.int64) - f0
+    # refine the alignment: the frame shift at which most of the span's peaks are found
+    span = (t >= m.query_start) & (t < m.query_end) & (b >= 0) & (b < pc.n_bins)
+    reach = int(round(config.search_s / fd))
+    best, shift = -1.0, 0
+    for d in range(-reach, reach + 1):
+        g = f[span] + d
+        ok = (g >= 0) & (g < len(hit))
+        found = float(hit[g[ok], b[span][ok]].sum())
+        if found > best or (found == best and abs(d) < abs(shift)):
+            best, shift = found, d
+    f, t = f + shift, t + shift * fd
     ok = (t >= start) & (t < stop) & (b >= 0) & (b < pc.n_bins) & (f >= 0) & (f < len(hit))
     t, b, f = t[ok], b[ok], f[ok]
     idx = np.minimum(((t - start) / config.bin_s).astype(np.int64), n_bins - 1)
     n = np.bincount(idx, minlength=n_bins).astype(np.float64)
     k = np.bincount(idx, weights=hit[f, b], minlength=n_bins)
     mu = np.bincount(idx, weights=occupancy[b], minlength=n_bins)
-    return Profile(start=start, bin_s=config.bin_s, n=n, k=k, mu=mu)
+    return Profile(start=start, bin_s=config.bin_s, n=n, k=k, mu=mu, own=own, shift=shift * fd)
 
 
 def extend(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -126,9 +155,12 @@ def extend(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.nda
     n_in = p.n[i0:i1].sum()
     if n_in < config.min_peaks:
         return m
-    rate_in = p.k[i0:i1].sum() / n_in
+    k_in = p.k[i0:i1].sum()
+    rate_in = k_in / n_in
     rate_chance = p.mu.sum() / max(p.n.sum(), 1.0)
-    if rate_in - rate_chance < config.min_contrast:
+    shifts = 2 * int(round(config.search_s / pc.frame_duration)) + 1
+    chance = shifts * float(poisson.sf(k_in - 1, rate_chance * n_in))
+    if rate_in - rate_chance < config.min_contrast or chance > config.max_chance:
         return m
     gain = p.k - 0.5 * (rate_in + rate_chance) * p.n
     q0, q1 = m.query_start, m.query_end
@@ -138,10 +170,22 @@ def extend(m: Match, item: Peaks, duration: float, ref: tuple[np.ndarray, np.nda
     right = np.cumsum(gain[i1:])
     if len(right) and right.max() > 0:
         q1 = min(duration, p.start + (i1 + int(np.argmax(right)) + 1) * p.bin_s)
-    # the copy cannot reach beyond the recording
+    # the copy cannot reach beyond the recording; where what is left of the item or the recording
+    # up to either's end holds no peak on either side (a silent end, a fade below the peak floor),
+    # nothing tells the copy from what follows, and it is taken to run to that end
     a = m.time_factor
-    q0 = max(q0, m.query_start - m.ref_start / a)
-    q1 = min(q1, m.query_start + (ref_duration - m.ref_start) / a)
+    first = max(0.0, m.query_start - m.ref_start / a)
+    last = min(duration, m.query_start + (ref_duration - m.ref_start) / a)
+    q0, q1 = max(q0, first), min(q1, last)
+    silent = (p.n == 0) & (p.own == 0)
+    j0 = int(np.floor((first - p.start) / p.bin_s + 1e-9))
+    j1 = int(np.ceil((last - p.start) / p.bin_s - 1e-9))
+    b0 = int(round((q0 - p.start) / p.bin_s))
+    b1 = int(round((q1 - p.start) / p.bin_s))
+    if 0 <= j0 < b0 and silent[j0:b0].all():
+        q0 = first
+    if b1 < j1 <= len(silent) and silent[b1:j1].all():
+        q1 = last
     if q0 >= m.query_start and q1 <= m.query_end:
         return m
     q0, q1 = min(q0, m.query_start), max(q1, m.query_end)
