@@ -231,3 +231,12 @@ def test_recheck_reads_the_null_model_a_scan_used():
     assert old.null.clump == 1.0
     new = _scan_settings({"settings": {"null": {"inflation": 3.0, "window_items": 80, "clump": 6.0}}})
     assert new.null.clump == 6.0 and _scan_settings({}).null.clump == 1.0
+
+
+def test_recheck_extends_spans_only_for_scans_that_did():
+    """A scan written before 0.9.0 reported evidence spans; its re-check must compare those."""
+    from earmark.match.extent import ExtentConfig
+    from earmark.scan.recheck import _scan_settings
+
+    assert _scan_settings({"settings": {}}).extent is None
+    assert _scan_settings({"settings": {"extent": {"bin_s": 0.5}}}).extent == ExtentConfig(bin_s=0.5)

@@ -44,6 +44,7 @@ from earmark.match.chromaprint import (
     spans_to_matches,
     verify_diagonal,
 )
+from earmark.match.extent import ExtentConfig, extend
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
 from earmark.sources import ItemData, Limits, Part, discover, iter_part
@@ -90,6 +91,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
         landmarks=lm_match.HoughConfig(**s.get("landmarks", {})),
         envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
         mixture=mix_match.MixtureMatchConfig(**s.get("mixture", {})),
+        extent=ExtentConfig(**s["extent"]) if "extent" in s else None,  # scans before 0.9.0: no extent
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )
@@ -193,6 +195,9 @@ def verify_match(
                                      catalogue_items=reader.n_items_live)
         found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
         found += _landmark_alignments(fa.peaks, fp.duration, r_trips, rec, reader, settings)
+        if settings.extent is not None:  # the copy's extent, as the scan reports it
+            found = [extend(f, fa.peaks, fp.duration, r_pk, reader.landmark_config.peaks, settings.extent,
+                            ref_duration=rec.duration_s) for f in found]
         near_s = [m["ref_start"] - m["query_start"] for m in wanted
                   if m["track_id"] == tid and m.get("family") == "envelope"]
         if near_s or wanted[0]["query_start"] is None:
@@ -219,17 +224,22 @@ def verify_match(
 
 
 def _reproduces(found: object, reported: dict, tolerance_s: float) -> bool:
-    """Chromaprint alignments must reproduce the reported start times; landmark alignments (whose
-    span edges are quantiles of their evidence) the recording time at the item's start."""
+    """Chromaprint alignments must reproduce the reported alignment where they start (the recording
+    time the reported match gives that item time), over a stretch the reported match covers; landmark
+    alignments the recording time at the item's start. (Span edges are not compared: they are the
+    copy's extent, which a Chromaprint alignment at the recording's own speed cannot follow on a
+    tempo-changed copy.)"""
     f = found
     if f.family in ("envelope", "mixture") or reported.get("family") in ("envelope", "mixture"):  # type: ignore[attr-defined]
         return (f.family == reported.get("family")  # type: ignore[attr-defined]
                 and abs(f.ref_start - f.query_start - (reported["ref_start"] - reported["query_start"]))  # type: ignore[attr-defined]
                 <= tolerance_s)
     if f.family == "chromaprint":  # type: ignore[attr-defined]
-        return (reported.get("family", "chromaprint") != "landmark"
-                and abs(f.query_start - reported["query_start"]) <= tolerance_s  # type: ignore[attr-defined]
-                and abs(f.ref_start - reported["ref_start"]) <= tolerance_s)  # type: ignore[attr-defined]
+        tf = reported.get("time_factor", 1.0)
+        there = reported["ref_start"] + (f.query_start - reported["query_start"]) * tf  # type: ignore[attr-defined]
+        inside = reported["query_start"] - tolerance_s <= f.query_start < reported["query_end"]  # type: ignore[attr-defined]
+        return (reported.get("family", "chromaprint") != "landmark" and inside
+                and abs(f.ref_start - there) <= tolerance_s)  # type: ignore[attr-defined]
     if reported.get("family", "chromaprint") == "chromaprint":
         return False
     tf = reported.get("time_factor", 1.0)

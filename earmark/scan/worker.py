@@ -44,7 +44,7 @@ class ScanSettings:
     landmarks: lm_match.HoughConfig = field(default_factory=lm_match.HoughConfig)
     envelope: env_match.EnvelopeMatchConfig = field(default_factory=env_match.EnvelopeMatchConfig)
     mixture: mix_match.MixtureMatchConfig = field(default_factory=mix_match.MixtureMatchConfig)
-    extent: extent_match.ExtentConfig = field(default_factory=extent_match.ExtentConfig)
+    extent: extent_match.ExtentConfig | None = field(default_factory=extent_match.ExtentConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -170,7 +170,7 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
-    if fa.peaks is not None:
+    if fa.peaks is not None and settings.extent is not None:
         matches = [_extend(m, fa.peaks, fp.duration, reader, settings) for m in matches]
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
 
@@ -213,6 +213,7 @@ def _extend(m: Match, peaks, duration: float, reader: CatalogueReader, settings:
     """``m`` over the copy's whole extent (:func:`earmark.match.extent.extend`)."""
     if m.family not in _SPAN_FAMILIES:
         return m
+    assert settings.extent is not None
     return extent_match.extend(m, peaks, duration, reader.peak_map(m.rec_id), reader.landmark_config.peaks,
                                settings.extent, ref_duration=reader.recording_duration(m.rec_id))
 
@@ -227,12 +228,12 @@ def _same_audio(fp, reader: CatalogueReader, settings: ScanSettings, a: Match, b
     if references_agree(reader.ref(a.rec_id), ra, reader.ref(b.rec_id), rb, (q1 - q0) * a.time_factor,
                         fp.item_duration, settings.match):
         return True
-    pc = reader.landmark_config.peaks
+    pc, config = reader.landmark_config.peaks, settings.extent or extent_match.ExtentConfig()
     shift = int(round((a.pitch_st - b.pitch_st) * pc.bins_per_octave / 12))
     agreement = extent_match.peak_agreement(
         reader.peak_map(a.rec_id), ra, reader.peak_map(b.rec_id), rb, (q1 - q0) * a.time_factor,
-        b_per_a=b.time_factor / a.time_factor, shift_bins=shift, pc=pc, config=settings.extent)
-    return settings.extent.shares_audio(*agreement)
+        b_per_a=b.time_factor / a.time_factor, shift_bins=shift, pc=pc, config=config)
+    return config.shares_audio(*agreement)
 
 
 def _mixture_matches(peaks, spectrogram, duration: float, chroma: list[tuple[int, float]],
