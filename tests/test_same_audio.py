@@ -18,6 +18,7 @@ from earmark.fingerprint.pipeline import fingerprint_source
 from earmark.match.chromaprint import MatchConfig, references_agree
 from earmark.match.combine import mark_same_audio
 from earmark.match.model import Match
+from earmark.report.build import build_bundle
 from earmark.report.findings import build_findings
 from earmark.scan.run import read_report, scan
 from earmark.scan.worker import ScanSettings, _same_audio
@@ -164,3 +165,15 @@ def test_the_scan_compares_recordings_that_share_audio_and_leaves_unrelated_ones
     # the remaster at another place of itself is not the same audio either
     later = dataclasses.replace(at["REMA"], ref_start=5.0, ref_end=15.0)
     assert not _same_audio(fp, reader, settings, at["ORIG"], later, 0.0, 10.0)
+
+
+def test_the_bundle_says_which_recordings_share_audio_and_counts_each_item_once(remaster_scan, tmp_path):
+    root, _ = remaster_scan
+    findings = build_bundle(root / "out", tmp_path / "bundle", catalogue=root / "cat")
+    by_id = {f.track_id: f for f in findings.findings}
+    assert by_id["REMA"].shares_audio == {"ORIG": 1} and by_id["ORIG"].shares_audio == {"REMA": 1}
+    assert by_id["REMA"].n_items == 1 and by_id["ORIG"].n_items == 1
+    page = (tmp_path / "bundle" / "report" / "report.html").read_text(encoding="utf-8")
+    assert page.count("Shares audio with") == 2
+    rows = (tmp_path / "bundle" / "report" / "matches.csv").read_text(encoding="utf-8").splitlines()
+    assert "shares_audio_with" in rows[0] and sum(",REMA," in r or r.endswith(",REMA") for r in rows) >= 1
