@@ -170,13 +170,14 @@ def _prefers(a: Match, b: Match) -> bool:
 
 
 def mark_same_audio(matches: list[Match], same_audio: SameAudio) -> list[Match]:
-    """Decide which of two registered recordings that hold the same audio (a remaster and its
-    original, one master registered twice) an item holds, where both match one stretch of it.
+    """Decide which of two registered recordings that share audio (a remaster and its original, one
+    master registered twice, a version built on the other's material) an item holds, where both
+    match one stretch of it.
 
     Two primary matches of different recordings whose item spans overlap by more than
     ``REPEAT_OVERLAP`` of the shorter, at one speed (time factors within ``FACTOR_TOLERANCE``), are
     compared reference to reference over the shared stretch (``same_audio``). Where the recordings
-    hold the same audio, the item cannot be told to hold both there, and both are far beyond chance,
+    share the audio, the item cannot be told to hold both there, and both are far beyond chance,
     so chance does not separate them. What does is where the two differ, a remaster's mastering moving
     spectral peaks, and which of them the item follows there: the one with more aligned landmark
     anchors (item peaks that agree with the alignment) when the two counts differ by

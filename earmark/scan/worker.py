@@ -171,7 +171,7 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
     if fa.peaks is not None and settings.extent is not None:
-        matches = [_extend(m, fa.peaks, fp.duration, reader, settings) for m in matches]
+        matches = [_extend(m, fa.peaks, fp.duration, reader, settings.extent) for m in matches]
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
 
 
@@ -209,13 +209,13 @@ def _check_weak_places(matches: list[Match], peaks, spectrogram, duration: float
 _SPAN_FAMILIES = ("landmark", "chromaprint", "chromaprint+landmark")
 
 
-def _extend(m: Match, peaks, duration: float, reader: CatalogueReader, settings: ScanSettings) -> Match:
+def _extend(m: Match, peaks, duration: float, reader: CatalogueReader,
+            config: extent_match.ExtentConfig) -> Match:
     """``m`` over the copy's whole extent (:func:`earmark.match.extent.extend`)."""
     if m.family not in _SPAN_FAMILIES:
         return m
-    assert settings.extent is not None
     return extent_match.extend(m, peaks, duration, reader.peak_map(m.rec_id), reader.landmark_config.peaks,
-                               settings.extent, ref_duration=reader.recording_duration(m.rec_id))
+                               config, ref_duration=reader.recording_duration(m.rec_id))
 
 
 def _same_audio(fp, reader: CatalogueReader, settings: ScanSettings, a: Match, b: Match, q0: float,
