@@ -72,10 +72,10 @@ def merge(c: Match, lm: Match) -> Match:
 
 
 #: ``(a, b, q0, q1)`` for matches of two recordings over the item stretch ``[q0, q1]`` they share:
-#: whether the recordings hold the same audio there.
+#: whether the recordings share the audio there.
 SameAudio = Callable[[Match, Match, float, float], bool]
 
-#: Two recordings that hold the same audio are told apart by the item's aligned landmark anchors when
+#: Two recordings that share audio are told apart by the item's aligned landmark anchors when
 #: their counts are this many standard deviations from an even split (two-sided, about 5 %).
 PREFERENCE_Z = 2.0
 
@@ -161,7 +161,7 @@ def mark_repeats(matches: list[Match]) -> list[Match]:
 
 
 def _prefers(a: Match, b: Match) -> bool:
-    """Whether the item holds ``a`` rather than ``b`` where the two recordings hold the same audio."""
+    """Whether the item holds ``a`` rather than ``b`` where the two recordings share the audio."""
     n = a.anchors + b.anchors
     z = (a.anchors - b.anchors) / math.sqrt(n) if n else 0.0
     if abs(z) >= PREFERENCE_Z:

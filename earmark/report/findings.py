@@ -64,7 +64,7 @@ class Finding:
     # another place matches about as well; each such copy is at one of them (counted once in
     # coverage_s, at its best place, but not drawn or listed as a covered interval)
     ambiguous_places: tuple[tuple[float, float], ...] = ()
-    # other registered recordings that hold the same audio as this one where it was found (a remaster
+    # other registered recordings that share audio with this one where it was found (a remaster
     # and its original), by track id: the number of this finding's items they also match, less well
     # (their matches there are alternatives with ``shares_audio_with`` naming this recording)
     shares_audio: dict[str, int] = field(default_factory=dict)
@@ -140,7 +140,7 @@ def build_findings(
     """
     meta = {r["track_id"]: r for r in catalogue}
     per: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    # a match that yields to a recording holding the same audio is that recording's finding
+    # a match that yields to a recording it shares the audio with is that recording's finding
     shared: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for rec in records:
         for m in rec.get("matches") or []:
