@@ -468,14 +468,27 @@ def search(peaks: Peaks, duration: float, index: LandmarkIndex, tc: TripletConfi
 
 def match_peaks(peaks: Peaks, duration: float, index: LandmarkIndex, recordings: dict[int, object],
                 tc: TripletConfig, hc: HoughConfig, *, max_fmp: float | None = None,
-                hits_out: list[Hits] | None = None) -> list[Match]:
+                hits_out: list[Hits] | None = None, excerpts_out: list[Match] | None = None) -> list[Match]:
     """Landmark matches of one item: candidates at most ``max_fmp`` (default ``hc.max_fmp``) that
     span enough of the item, one per (recording, alignment), spans merged across windows, in item
-    order. ``hits_out`` collects the index hits (see :func:`search`)."""
+    order. ``hits_out`` collects the index hits (see :func:`search`). ``excerpts_out`` collects, the
+    same way, the alignments too short for that (at least ``hc.min_span_s``) that keep the
+    recording's speed and pitch and no longer alignment holds: excerpts, which only a check of
+    their peaks can admit (:mod:`earmark.match.excerpt`)."""
     limit = math.log10(hc.max_fmp if max_fmp is None else max_fmp)
     min_span = hc.min_span(duration)
-    sig = [c for c in search(peaks, duration, index, tc, hc, hits_out=hits_out)
-           if c.log10_fmp <= limit and c.query_end - c.query_start >= min_span]
+    cands = [c for c in search(peaks, duration, index, tc, hc, hits_out=hits_out) if c.log10_fmp <= limit]
+    sig = [c for c in cands if c.query_end - c.query_start >= min_span]
+    if excerpts_out is not None:
+        short = [c for c in cands if hc.min_span_s <= c.query_end - c.query_start < min_span
+                 and transform_reading(c.time_factor, c.pitch_st) == "none"
+                 and not any(_same_alignment(c, x) for x in sig)]
+        excerpts_out += [m for m in _grouped_matches(short, duration, recordings) if not m.alternative]
+    return _grouped_matches(sig, duration, recordings)
+
+
+def _grouped_matches(sig: list[Candidate], duration: float, recordings: dict[int, object]) -> list[Match]:
+    """One match per (recording, alignment) among candidates sorted strongest first."""
     groups: list[list[Candidate]] = []
     for c in sig:
         for g in groups:

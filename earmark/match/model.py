@@ -41,7 +41,9 @@ class Match:
         ``chromaprint+landmark`` (evidence of both is reported; ``fmp`` is the smaller of the two,
         doubled for having looked twice), or ``envelope`` (a whole-item copy only the spectral
         envelope verifier confirms, e.g. in a reverberant room), or ``mixture`` (a whole-item copy
-        under other sound that only the peak-by-peak mixture verifier confirms).
+        under other sound that only the peak-by-peak mixture verifier confirms). A ``landmark``
+        match with ``excerpt_fmp`` set is an excerpt: too short to stand on its landmark evidence,
+        admitted by the peak check of :mod:`earmark.match.excerpt`.
     time_factor : float
         Recording seconds per item second (1.2: the item is a copy sped up by 20 %).
     pitch_st : float
@@ -59,7 +61,11 @@ class Match:
     unmasked : float or None
         Mixture evidence (family ``mixture``): the share of the recording's loud peaks that the item
         lacks although nothing in it is loud enough to hide them; ``n_items`` then holds the
-        recording's peaks the item faces, ``n_distinct`` those the item has a peak at.
+        recording's peaks the item faces, ``n_distinct`` those the item has a peak at. The same for
+        an excerpt (``excerpt_fmp`` set), over the excerpt's stretch of the item.
+    excerpt_fmp : float or None
+        Excerpt evidence: the false-match probability of the peak coincidences over the stretch of
+        the item a short landmark match covers (:mod:`earmark.match.excerpt`). None otherwise.
     empirical_fmp : float or None
         Landmark evidence: the probability of an alignment this strong by chance, measured on the
         item itself (its chance alignments with the catalogue's other recordings, extrapolated to
@@ -97,6 +103,7 @@ class Match:
     unmasked: float | None = None
     empirical_fmp: float | None = None
     shares_audio_with: str | None = None
+    excerpt_fmp: float | None = None
 
     def __post_init__(self) -> None:
         if self.query_end < self.query_start or self.ref_end < self.ref_start:
@@ -125,6 +132,8 @@ class Match:
             d["unmasked"] = round(self.unmasked, 4)
         if self.empirical_fmp is not None:
             d["empirical_fmp"] = float(f"{self.empirical_fmp:.3g}")
+        if self.excerpt_fmp is not None:
+            d["excerpt_fmp"] = float(f"{self.excerpt_fmp:.3g}")
         return d
 
 

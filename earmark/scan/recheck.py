@@ -35,6 +35,7 @@ from earmark.fileio import sha256_file
 from earmark.fingerprint.landmarks import Triplets, triplets
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
+from earmark.match import excerpt as excerpt_match
 from earmark.match import landmarks as lm_match
 from earmark.match import mixture as mix_match
 from earmark.match.chromaprint import (
@@ -44,6 +45,7 @@ from earmark.match.chromaprint import (
     spans_to_matches,
     verify_diagonal,
 )
+from earmark.match.excerpt import ExcerptConfig
 from earmark.match.extent import ExtentConfig, extend
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
@@ -92,6 +94,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
         envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
         mixture=mix_match.MixtureMatchConfig(**s.get("mixture", {})),
         extent=ExtentConfig(**s["extent"]) if "extent" in s else None,  # scans before 0.9.0: no extent
+        excerpt=ExcerptConfig(**s["excerpt"]) if s.get("excerpt") else None,  # before 0.10.0: none
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )
@@ -194,7 +197,7 @@ def verify_match(
             spans += verify_diagonal(fp, r_codes, r_active, rec.rec_id, diag, settings.match, settings.null,
                                      catalogue_items=reader.n_items_live)
         found = spans_to_matches(select_spans(spans, settings.match), fp, reader.recordings)
-        found += _landmark_alignments(fa.peaks, fp.duration, r_trips, rec, reader, settings)
+        found += _landmark_alignments(fa, r_trips, r_pk, rec, reader, settings)
         if settings.extent is not None:  # the copy's extent, as the scan reports it
             found = [extend(f, fa.peaks, fp.duration, r_pk, reader.landmark_config.peaks, settings.extent,
                             ref_duration=rec.duration_s) for f in found]
@@ -249,15 +252,30 @@ def _reproduces(found: object, reported: dict, tolerance_s: float) -> bool:
     return abs(mine - at_zero) <= tolerance_s and overlap > 0
 
 
-def _landmark_alignments(peaks: object, duration: float, r_trips: Triplets, rec: object, reader: object,
+def _landmark_alignments(fa: object, r_trips: Triplets, r_pk: tuple, rec: object, reader: object,
                          settings: ScanSettings) -> list:
     """Landmark alignments of the item with one recording, by the Hough search over that recording
-    alone (no catalogue index)."""
+    alone (no catalogue index), with the excerpts among the shorter ones that the peak check admits
+    against the recording's peaks ``r_pk`` (:mod:`earmark.match.excerpt`; scans before 0.10.0 had
+    no excerpt check)."""
     lc = reader.landmark_config  # type: ignore[attr-defined]
     index = lm_match.MemoryIndex({rec.rec_id: (r_trips, rec.duration_s)})  # type: ignore[attr-defined]
-    hc = settings.landmarks
-    return lm_match.match_peaks(peaks, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
-                                max_fmp=hc.search_fmp)
+    hc, config = settings.landmarks, settings.excerpt
+    peaks, duration = fa.peaks, fa.fingerprint.duration  # type: ignore[attr-defined]
+    excerpts: list = []
+    out = lm_match.match_peaks(peaks, duration, index, {rec.rec_id: rec}, lc.triplets, hc,  # type: ignore[attr-defined]
+                               max_fmp=hc.search_fmp, excerpts_out=excerpts if config is not None else None)
+    if not excerpts or fa.spectrogram is None:  # type: ignore[attr-defined]
+        return out
+    pc, mc = lc.peaks, settings.mixture
+    item = mix_match.item_peaks(peaks, fa.spectrogram, pc, mc)  # type: ignore[attr-defined]
+    for e in excerpts:
+        got = None if e.fmp > hc.copy_fmp else excerpt_match.admit(
+            e, item, peaks, duration, r_pk, rec.duration_s, pc, mc, settings.extent, config,  # type: ignore[attr-defined]
+            catalogue_frames=reader.landmark_seconds / pc.frame_duration)  # type: ignore[attr-defined]
+        if got is not None:
+            out.append(got[0])
+    return out
 
 
 def _envelope_alignments(fa: object, r_codes: object, r_active: object, r_env: object, rec: object,

@@ -12,6 +12,7 @@ from earmark.catalogue.reader import CatalogueReader
 from earmark.errors import DecodeError, EarmarkError
 from earmark.fingerprint.pipeline import fingerprint_samples, fingerprint_source
 from earmark.match import envelope as env_match
+from earmark.match import excerpt as excerpt_match
 from earmark.match import extent as extent_match
 from earmark.match import landmarks as lm_match
 from earmark.match import mixture as mix_match
@@ -23,7 +24,7 @@ from earmark.match.chromaprint import (
     match_fingerprint,
     references_agree,
 )
-from earmark.match.combine import combine, mark_repeats, mark_same_audio, ref_at, same_alignment
+from earmark.match.combine import SameAudio, combine, mark_repeats, mark_same_audio, ref_at, same_alignment
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
 
@@ -45,6 +46,7 @@ class ScanSettings:
     envelope: env_match.EnvelopeMatchConfig = field(default_factory=env_match.EnvelopeMatchConfig)
     mixture: mix_match.MixtureMatchConfig = field(default_factory=mix_match.MixtureMatchConfig)
     extent: extent_match.ExtentConfig | None = field(default_factory=extent_match.ExtentConfig)
+    excerpt: excerpt_match.ExcerptConfig | None = field(default_factory=excerpt_match.ExcerptConfig)
     silent_dbfs: float = SILENT_DBFS
     limits: Limits = field(default_factory=Limits)
 
@@ -150,8 +152,10 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     lmc = reader.landmark_config
     hc = settings.landmarks
     lm_hits: list[lm_match.Hits] = []
+    excerpts: list[Match] = []
     lms = lm_match.match_peaks(fa.peaks, fp.duration, reader, reader.recordings, lmc.triplets, hc,
-                               max_fmp=hc.search_fmp, hits_out=lm_hits)
+                               max_fmp=hc.search_fmp, hits_out=lm_hits,
+                               excerpts_out=excerpts if settings.excerpt is not None else None)
     matches = combine(chroma, lms, stands_alone=lambda m: hc.stands_alone(m, fp.duration),
                       repeat_stands=lambda m: m.fmp <= hc.max_fmp)
     if matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
@@ -170,6 +174,10 @@ def _scan_item(item: ItemData, reader: CatalogueReader, settings: ScanSettings) 
     if not matches and fa.spectrogram is not None and fa.peaks is not None and len(fa.peaks):
         matches = _mixture_matches(fa.peaks, fa.spectrogram, fp.duration, proposals, lm_hits, reader,
                                    settings)
+    if excerpts and fa.spectrogram is not None:
+        # last: a whole-item match (a copy under louder sound) leaves no stretch to an excerpt
+        matches = _check_excerpts(matches, excerpts, fa.peaks, fa.spectrogram, fp.duration, reader, settings,
+                                  lambda a, b, q0, q1: _same_audio(fp, reader, settings, a, b, q0, q1))
     if fa.peaks is not None and settings.extent is not None:
         matches = [_extend(m, fa.peaks, fp.duration, reader, settings.extent) for m in matches]
     return ItemResult(status="match" if matches else "no_match", matches=tuple(matches), **common)
@@ -202,6 +210,40 @@ def _check_weak_places(matches: list[Match], peaks, spectrogram, duration: float
     if not extra:
         return matches
     return sorted(mark_repeats(matches + extra), key=lambda m: (m.query_start, m.track_id, m.ref_start))
+
+
+def _check_excerpts(matches: list[Match], excerpts: list[Match], peaks, spectrogram, duration: float,
+                    reader: CatalogueReader, settings: ScanSettings, same: SameAudio) -> list[Match]:
+    """``matches`` and the excerpts (short landmark alignments at the recording's own speed and pitch,
+    at most ``copy_fmp`` probable by chance) that the peak check admits over their extent
+    (:mod:`earmark.match.excerpt`), strongest first, each only where no match already holds most of
+    its stretch of the item: there the excerpt is at most material the two recordings share. Admitted
+    excerpts of two recordings on one stretch are told apart as matches that share audio are
+    (:func:`mark_same_audio`, with ``same``)."""
+    config, hc = settings.excerpt, settings.landmarks
+    todo = sorted((e for e in excerpts if e.fmp <= hc.copy_fmp),
+                  key=lambda m: (m.fmp, m.query_start, m.rec_id))
+    if config is None or not todo:
+        return matches
+    pc, mc = reader.landmark_config.peaks, settings.mixture
+    item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
+    held = [(m.query_start, m.query_end) for m in matches]
+
+    def taken(a: float, b: float) -> bool:
+        return any(min(b, y) - max(a, x) > 0.5 * (b - a) for x, y in held)
+
+    admitted: list[Match] = []
+    for e in todo:
+        if taken(e.query_start, e.query_end):
+            continue
+        got = excerpt_match.admit(e, item, peaks, duration, reader.peak_map(e.rec_id),
+                                  reader.recording_duration(e.rec_id), pc, mc, settings.extent, config,
+                                  catalogue_frames=reader.landmark_seconds / pc.frame_duration)
+        if got is not None and not taken(got[1].query_start, got[1].query_end):
+            admitted.append(got[0])
+    if len({m.rec_id for m in admitted}) > 1:
+        admitted = mark_same_audio(admitted, same)
+    return sorted(matches + admitted, key=lambda m: (m.query_start, m.track_id, m.ref_start))
 
 
 #: Families whose span is where their evidence is, not the copy's whole extent (see ``extent``); the
