@@ -5,7 +5,9 @@ plain loop, its Bonferroni factor, its thresholds one at a time, and the re-chec
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 from dataclasses import replace
@@ -27,6 +29,7 @@ from earmark.match import mixture as mx
 from earmark.match.chromaprint import MatchConfig
 from earmark.match.extent import ExtentConfig, extend
 from earmark.match.model import Match
+from earmark.report.build import build_bundle
 from earmark.scan.recheck import verify_match
 from earmark.scan.run import read_report, scan
 from earmark.scan.worker import ScanSettings, _check_excerpts, scan_item
@@ -261,3 +264,17 @@ def test_the_scan_manifest_records_the_excerpt_settings(excerpt_scan):
 def test_invalid_excerpt_config_is_refused(field, value):
     with pytest.raises(ParameterError):
         ex.ExcerptConfig(**{field: value})
+
+
+def test_the_bundle_says_the_peaks_confirm_the_excerpt(excerpt_scan, tmp_path):
+    root, _, report, _ = excerpt_scan
+    (m,) = report["excerpt.wav"]["matches"]
+    findings = build_bundle(root / "out", tmp_path / "bundle", catalogue=root / "cat")
+    (song,) = [f for f in findings.findings if f.track_id == "SONG"]
+    strongest = song.strongest_match
+    assert strongest["excerpt_fmp"] == m["excerpt_fmp"]
+    assert (strongest["peaks_compared"], strongest["peaks_coincident"]) == (m["n_items"], m["n_distinct"])
+    page = (tmp_path / "bundle" / "report" / "report.html").read_text(encoding="utf-8")
+    assert page.count("an excerpt too short to stand on its landmarks") == 1
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "bundle" / "report" / "matches.csv").read_text())))
+    assert [float(r["excerpt_fmp"]) for r in rows if r["track_id"] == "SONG"] == [m["excerpt_fmp"]]

@@ -240,3 +240,12 @@ def test_recheck_extends_spans_only_for_scans_that_did():
 
     assert _scan_settings({"settings": {}}).extent is None
     assert _scan_settings({"settings": {"extent": {"bin_s": 0.5}}}).extent == ExtentConfig(bin_s=0.5)
+
+
+def test_recheck_checks_excerpts_only_for_scans_that_did():
+    """A scan written before 0.10.0 reported no excerpts; its re-check must not admit any."""
+    from earmark.match.excerpt import ExcerptConfig
+    from earmark.scan.recheck import _scan_settings
+
+    assert _scan_settings({"settings": {}}).excerpt is None
+    assert _scan_settings({"settings": {"excerpt": {"min_rate": 0.8}}}).excerpt == ExcerptConfig(min_rate=0.8)

@@ -30,7 +30,8 @@ Evidence, for the recording's stored peaks that the item faces at the alignment:
    artist out: their shared material coincides as well as a buried copy does.
 
 The decision is taken only on whole items (``min_share`` of the item must face the recording), like
-the envelope verifier's: a copy that fills only part of an item is left to the other families.
+the envelope verifier's: a copy that fills only part of an item is left to the other families and
+to the excerpt check (:mod:`earmark.match.excerpt`), which applies these tests to that part alone.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 MATCH_COLUMNS = (
     "file", "sha256", "track_id", "isrc", "title", "artist", "rights_holder", "query_start", "query_end",
-    "ref_start", "ref_end", "matched_duration", "score", "fmp", "empirical_fmp", "family", "ber", "n_items",
-    "time_factor", "pitch_st", "transform", "alternative", "shares_audio_with", "source_path",
+    "ref_start", "ref_end", "matched_duration", "score", "fmp", "empirical_fmp", "excerpt_fmp", "family",
+    "ber", "n_items", "time_factor", "pitch_st", "transform", "alternative", "shares_audio_with",
+    "source_path",
 )
 FINDING_COLUMNS = (
     "track_id", "isrc", "title", "artist", "rights_holder", "duration_s", "licensed", "n_items",

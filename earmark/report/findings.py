@@ -252,8 +252,10 @@ def _match_ref(rec: dict, m: dict) -> dict:
         "anchors": m.get("anchors", 0),
         "envelope_r": m.get("envelope_r"),
         "unmasked": m.get("unmasked"),
-        "peaks_compared": m.get("n_items", 0) if m.get("family") == "mixture" else None,
-        "peaks_coincident": m.get("n_distinct", 0) if m.get("family") == "mixture" else None,
+        # the peak check's counts: a mixture match's, or an excerpt's (a landmark match it admitted)
+        "peaks_compared": m.get("n_items", 0) if m.get("unmasked") is not None else None,
+        "peaks_coincident": m.get("n_distinct", 0) if m.get("unmasked") is not None else None,
+        "excerpt_fmp": m.get("excerpt_fmp"),
         "time_factor": m.get("time_factor", 1.0),
         "pitch_st": m.get("pitch_st", 0.0),
     }
