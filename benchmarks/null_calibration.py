@@ -116,6 +116,7 @@ from earmark.match.envelope import (
     log10_tail,
     smear,
 )
+from earmark.match.excerpt import ExcerptConfig
 from earmark.match.landmarks import HoughConfig
 from earmark.match.model import NullModel
 from earmark.scan.worker import SILENT_DBFS
@@ -379,6 +380,85 @@ def mixture_summary(res: list) -> dict[str, object]:
     return out
 
 
+# -------------------------------------------------------------------------------- excerpt check
+EXC_STRETCHES, EXC_OFFSETS, EXC_SECONDS = 3, 30, 4.0
+
+
+def item_excerpt_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
+                       config: mix.MixtureMatchConfig | None = None) -> MixtureTests:
+    """The excerpt check's coincidence tails (``earmark.match.excerpt.evidence`` before its
+    Bonferroni factor): ``EXC_STRETCHES`` random stretches of ``EXC_SECONDS`` of ``x``, each taken as
+    an item of its own (its own peak occupancy) and compared with every recording at ``EXC_OFFSETS``
+    random offsets, at the pair's own dispersion. ``masked_events`` counts the events that also pass
+    the check's other two tests (a copy's share of peaks and the masking test)."""
+    config = config or mix.MixtureMatchConfig()
+    whole = replace(config, min_share=1.0)
+    excerpt = ExcerptConfig()
+    pc = reader.landmark_config.peaks
+    fa = fingerprint_samples(x, sr, reader.config, peaks=reader.landmark_config.query_peaks,
+                             keep_spectrogram_s=len(x) / sr + 1)
+    out = MixtureTests()
+    if fa.rms_dbfs < SILENT_DBFS or fa.spectrogram is None or not len(fa.peaks):  # type: ignore[arg-type]
+        return out
+    item = mix.item_peaks(fa.peaks, fa.spectrogram, pc, config)  # type: ignore[arg-type]
+    n = int(EXC_SECONDS / pc.frame_duration)
+    if item.n_frames < n:
+        return out
+    rng = np.random.default_rng(seed)
+    for f0 in rng.integers(0, item.n_frames - n + 1, EXC_STRETCHES):
+        hit = item.hit[f0: f0 + n]
+        part = mix.ItemPeaks(hit=hit, occupancy=hit.mean(axis=0), spectrogram=item.spectrogram[f0: f0 + n])
+        for rid, rec in sorted(reader.recordings.items()):
+            ref_frames = int(rec.duration_s / pc.frame_duration)
+            if ref_frames <= n:
+                continue
+            ref = reader.peak_map(rid)
+            local = mix.local_dispersion(part, ref, ref_frames, whole)
+            for o in np.sort(rng.integers(0, ref_frames - n, EXC_OFFSETS)):
+                ev = mix.coincidence(part, ref, ref_frames, np.array([o]), whole)
+                if ev is None or ev.compared == 0:
+                    continue
+                out.tests += 1
+                tail = mix.pair_tail(ev, local)
+                if tail > math.log10(MIX_ALPHAS[0]):
+                    continue
+                copy_like = (ev.coincident >= excerpt.min_rate * ev.compared
+                             and ev.compared >= excerpt.min_peaks
+                             and mix.unmasked_share(part, ref, int(o), whole) <= excerpt.max_unmasked)
+                for j, alpha in enumerate(MIX_ALPHAS):
+                    if tail <= math.log10(alpha):
+                        out.events[j] += 1
+                        out.masked_events[j] += copy_like
+    return out
+
+
+def excerpt_summary(res: list) -> dict[str, object]:
+    """Print the excerpt check's table (unrelated items; same-artist items); return it."""
+    out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "stretches_per_item": EXC_STRETCHES,
+                              "seconds": EXC_SECONDS, "offsets_per_recording": EXC_OFFSETS}
+    print(f"\nexcerpt check: coincidence tails of {EXC_STRETCHES} random {EXC_SECONDS:g} s stretches per "
+          f"null item at {EXC_OFFSETS} random offsets per recording, at each pair's own dispersion")
+    for name, sel in {"unrelated": [r for r in res if r[0] != SAME_ARTIST],
+                      "same_artist": [r for r in res if r[0] == SAME_ARTIST]}.items():
+        tests = sum(r[8].tests for r in sel)
+        rows = []
+        print(f"  {name}: {len(sel)} items, {tests} tests")
+        print(f"  {'alpha':>6} {'predicted':>9} {'observed':>8} {'ratio':>6} {'copy-like':>9}  within 3x")
+        for j, alpha in enumerate(MIX_ALPHAS):
+            obs = sum(r[8].events[j] for r in sel)
+            passing = sum(r[8].masked_events[j] for r in sel)
+            pred = alpha * tests
+            ratio = obs / pred if pred else float("nan")
+            seen = max(obs, pred) >= 20
+            ok = seen and 1 / 3 <= ratio <= 3
+            print(f"  {alpha:6g} {pred:9.1f} {obs:8d} {ratio:6.2f} {passing:9d}  "
+                  f"{'yes' if ok else ('no' if seen else 'too few events')}")
+            rows.append({"alpha": alpha, "predicted": pred, "observed": obs, "ratio": ratio,
+                         "observed_passing_rate_and_masking": passing})
+        out[name] = {"items": len(sel), "tests": tests, "rows": rows}
+    return out
+
+
 # ------------------------------------------------------------------------------------ benchmark
 def _init(cat: str, calibration: float, dispersion: float, inflation: float, landmark_only: bool,
           clump: float) -> None:
@@ -403,7 +483,7 @@ def _generated(i: int, sr: int) -> np.ndarray:
 
 def _job(task: tuple[str, str, int]) -> tuple:
     """One null item: ``(kind, ref, duration, landmark Strongest, EnvelopeTests, envelope log10 FMP,
-    MixtureTests, strongest Chromaprint log10 FMP or None)``."""
+    MixtureTests, strongest Chromaprint log10 FMP or None, excerpt MixtureTests)``."""
     kind, ref, i = task
     reader: CatalogueReader = _R["reader"]  # type: ignore[assignment]
     cfg = reader.landmark_config
@@ -414,16 +494,18 @@ def _job(task: tuple[str, str, int]) -> tuple:
         try:
             x = decode(ref, sr=sr).samples
         except DecodeError:
-            return kind, ref, 0.0, Strongest(0.0, 0.0, 0.0, False), EnvelopeTests(), 0.0, MixtureTests(), None
+            return (kind, ref, 0.0, Strongest(0.0, 0.0, 0.0, False), EnvelopeTests(), 0.0, MixtureTests(),
+                    None, MixtureTests())
     dur = len(x) / sr
     st = strongest_log10_fmps(extract_peaks(x, cfg.query_peaks), dur, reader, cfg, _R["hough"])  # type: ignore[arg-type]
     cp = strongest_chromaprint_log10_fmp(fingerprint_samples(x, sr, reader.config).fingerprint, reader,
                                          MatchConfig(), _R["null"])  # type: ignore[arg-type]
     if _R["landmark_only"]:
-        return kind, ref, dur, st, EnvelopeTests(), 0.0, MixtureTests(), cp
+        return kind, ref, dur, st, EnvelopeTests(), 0.0, MixtureTests(), cp, MixtureTests()
     env, env_lf = item_envelope_tests(x, sr, reader, _R["inflation"])  # type: ignore[arg-type]
-    mixt = item_mixture_tests(x, sr, reader, seed=i if kind == "generated" else zlib.crc32(ref.encode()))
-    return kind, ref, dur, st, env, env_lf, mixt, cp
+    seed = i if kind == "generated" else zlib.crc32(ref.encode())
+    mixt = item_mixture_tests(x, sr, reader, seed=seed)
+    return kind, ref, dur, st, env, env_lf, mixt, cp, item_excerpt_tests(x, sr, reader, seed=seed + 1)
 
 
 def main() -> None:
@@ -494,6 +576,7 @@ def main() -> None:
 
     envelope = {} if a.landmark_only else envelope_summary(res, a.inflation, _reader_frames(a.catalogue))
     mixture = {} if a.landmark_only else mixture_summary(res)
+    excerpts = {} if a.landmark_only else excerpt_summary(res)
     if a.json:
         a.json.write_text(json.dumps({"chromaprint": [r.__dict__ for r in chromaprint],
                                       "chromaprint_unrelated": [r.__dict__ for r in chromaprint_unrelated],
@@ -503,7 +586,8 @@ def main() -> None:
                                       "rows": [r.__dict__ for r in rows], "per_kind": per_kind,
                                       "fitted_at_0.1": fit, "calibration": a.calibration,
                                       "reportable": reportable,
-                                      "envelope": envelope, "mixture": mixture}, indent=1))
+                                      "envelope": envelope, "mixture": mixture,
+                                      "excerpts": excerpts}, indent=1))
 
 
 def _print_rows(rows: list) -> list:
