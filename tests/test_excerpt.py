@@ -175,6 +175,20 @@ def test_a_stretch_another_recordings_match_holds_is_left_to_it(excerpt_case, he
     assert [x.track_id for x in out if x is not holder] == (["SONG"] if kept else [])
 
 
+@pytest.mark.parametrize("shift, kept", [(0.0, False), (0.8, False), (1.5, True), (-30.0, True)])
+def test_an_excerpt_at_the_alignment_of_its_own_recordings_match_is_left_to_that_match(excerpt_case, shift,
+                                                                                        kept):
+    # SONG matched after the excerpt, at the excerpt's own alignment (shift 0): one copy, which that
+    # match's extent reaches; at another alignment (a second copy of another passage) it is kept
+    reader, fa, m = excerpt_case
+    q0, q1 = 8.0, 10.0
+    r0 = m.ref_start + (q0 - m.query_start) + shift
+    own = dataclasses.replace(m, query_start=q0, query_end=q1, ref_start=r0, ref_end=r0 + q1 - q0, fmp=1e-100)
+    out = _check_excerpts([own], [m], fa.peaks, fa.spectrogram, fa.fingerprint.duration, reader,
+                          ScanSettings(), lambda *args: False)
+    assert own in out and [x.excerpt_fmp is not None for x in out if x is not own] == ([True] if kept else [])
+
+
 def _item_path(excerpt_scan, name):
     return excerpt_scan[0] / "data" / name
 

@@ -24,7 +24,15 @@ from earmark.match.chromaprint import (
     match_fingerprint,
     references_agree,
 )
-from earmark.match.combine import SameAudio, combine, mark_repeats, mark_same_audio, ref_at, same_alignment
+from earmark.match.combine import (
+    SAME_ALIGNMENT_S,
+    SameAudio,
+    combine,
+    mark_repeats,
+    mark_same_audio,
+    ref_at,
+    same_alignment,
+)
 from earmark.match.model import Match, NullModel
 from earmark.sources import ItemData, Limits, Part, iter_part
 
@@ -217,7 +225,8 @@ def _check_excerpts(matches: list[Match], excerpts: list[Match], peaks, spectrog
     """``matches`` and the excerpts (short landmark alignments at the recording's own speed and pitch,
     at most ``copy_fmp`` probable by chance) that the peak check admits over their extent
     (:mod:`earmark.match.excerpt`), strongest first, each only where no match already holds most of
-    its stretch of the item: there the excerpt is at most material the two recordings share. Admitted
+    its stretch of the item (there the excerpt is at most material the two recordings share) and is not
+    at the alignment of a match of its own recording (the extent reaches it from there). Admitted
     excerpts of two recordings on one stretch are told apart as matches that share audio are
     (:func:`mark_same_audio`, with ``same``)."""
     config, hc = settings.excerpt, settings.landmarks
@@ -234,8 +243,11 @@ def _check_excerpts(matches: list[Match], excerpts: list[Match], peaks, spectrog
 
     admitted: list[Match] = []
     for e in todo:
-        if taken(e.query_start, e.query_end):
-            continue
+        mid = 0.5 * (e.query_start + e.query_end)
+        own = any(m.rec_id == e.rec_id and abs(ref_at(m, mid) - ref_at(e, mid)) <= SAME_ALIGNMENT_S
+                  for m in matches)
+        if own or taken(e.query_start, e.query_end):
+            continue  # another stretch of a match's own alignment (its extent reaches it), or held
         got = excerpt_match.admit(e, item, peaks, duration, reader.peak_map(e.rec_id),
                                   reader.recording_duration(e.rec_id), pc, mc, settings.extent, config,
                                   catalogue_frames=reader.landmark_seconds / pc.frame_duration)
