@@ -235,12 +235,12 @@ def _check_excerpts(matches: list[Match], excerpts: list[Match], peaks, spectrog
     if config is None or not todo:
         return matches
     pc, mc = reader.landmark_config.peaks, settings.mixture
-    item = mix_match.item_peaks(peaks, spectrogram, pc, mc)
     held = [(m.query_start, m.query_end) for m in matches]
 
     def taken(a: float, b: float) -> bool:
         return any(min(b, y) - max(a, x) > 0.5 * (b - a) for x, y in held)
 
+    item = None  # the item's peak grid, made for the first excerpt checked (most items have none)
     admitted: list[Match] = []
     for e in todo:
         mid = 0.5 * (e.query_start + e.query_end)
@@ -248,6 +248,7 @@ def _check_excerpts(matches: list[Match], excerpts: list[Match], peaks, spectrog
                   for m in matches)
         if own or taken(e.query_start, e.query_end):
             continue  # another stretch of a match's own alignment (its extent reaches it), or held
+        item = item or mix_match.item_peaks(peaks, spectrogram, pc, mc)
         got = excerpt_match.admit(e, item, peaks, duration, reader.peak_map(e.rec_id),
                                   reader.recording_duration(e.rec_id), pc, mc, settings.extent, config,
                                   catalogue_frames=reader.landmark_seconds / pc.frame_duration)
