@@ -14,11 +14,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import SR, build_catalogue, write_audio, write_csv
 
 from earmark import synth
 from earmark.catalogue.reader import open_reader
 from earmark.catalogue.store import peak_map
+from earmark.cli.main import cli
 from earmark.errors import ParameterError
 from earmark.fingerprint.landmarks import LandmarkConfig
 from earmark.fingerprint.peaks import extract_peaks, log_spectrogram
@@ -292,3 +294,15 @@ def test_the_bundle_says_the_peaks_confirm_the_excerpt(excerpt_scan, tmp_path):
     assert page.count("an excerpt too short to stand on its landmarks") == 1
     rows = list(csv.DictReader(io.StringIO((tmp_path / "bundle" / "report" / "matches.csv").read_text())))
     assert [float(r["excerpt_fmp"]) for r in rows if r["track_id"] == "SONG"] == [m["excerpt_fmp"]]
+
+
+def test_verify_match_on_the_command_line_names_the_excerpts_evidence(excerpt_scan):
+    root, _, report, _ = excerpt_scan
+    (m,) = report["excerpt.wav"]["matches"]
+    res = CliRunner().invoke(cli, ["verify-match", str(root / "out"), "excerpt.wav"])
+    assert res.exit_code == 0, res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("OK")]
+    assert "SONG" in line and "excerpt check FMP" in line
+    assert "recording peaks found" in line and "% of the loud ones missing unmasked" in line
+    wrong = CliRunner().invoke(cli, ["verify-match", str(root / "out"), "excerpt.wav", "--track", "STEMS"])
+    assert wrong.exit_code == 1

@@ -478,13 +478,21 @@ def verify_match_cmd(scan_dir: Path, item: str, track_id: str | None, cat_path: 
 
 
 def _evidence(m: dict) -> str:
-    """A match's evidence in a few words: Chromaprint's bit error rate and/or landmark anchors."""
+    """A match's evidence in a few words: Chromaprint's bit error rate, landmark anchors, the envelope
+    correlation, the peak check's counts (a mixture or an excerpt)."""
     parts = []
     if m.get("ber") is not None:
         parts.append(f"BER {m['ber']:.3f}")
     if m.get("anchors"):
         parts.append(f"{m['anchors']} landmark anchors, time factor {m.get('time_factor', 1.0):.3f}, "
                      f"pitch {m.get('pitch_st', 0.0):+.2f} st")
+    if m.get("envelope_r") is not None:
+        parts.append(f"envelope correlation {m['envelope_r']:.3f}")
+    if m.get("unmasked") is not None:
+        parts.append(f"{m.get('n_distinct', 0)} of {m.get('n_items', 0)} recording peaks found, "
+                     f"{100 * m['unmasked']:.1f} % of the loud ones missing unmasked")
+    if m.get("excerpt_fmp") is not None:
+        parts.append(f"excerpt check FMP {m['excerpt_fmp']:.2g}")
     return ", ".join(parts) or "no evidence"
 
 
