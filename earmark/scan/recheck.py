@@ -45,7 +45,6 @@ from earmark.match.chromaprint import (
     spans_to_matches,
     verify_diagonal,
 )
-from earmark.match.excerpt import ExcerptConfig
 from earmark.match.extent import ExtentConfig, extend
 from earmark.match.model import NullModel
 from earmark.scan.worker import ScanSettings
@@ -94,7 +93,7 @@ def _scan_settings(manifest: dict) -> ScanSettings:
         envelope=env_match.EnvelopeMatchConfig(**s.get("envelope", {})),
         mixture=mix_match.MixtureMatchConfig(**s.get("mixture", {})),
         extent=ExtentConfig(**s["extent"]) if "extent" in s else None,  # scans before 0.9.0: no extent
-        excerpt=ExcerptConfig(**s["excerpt"]) if s.get("excerpt") else None,  # before 0.10.0: none
+        excerpt=excerpt_match.ExcerptConfig(**s["excerpt"]) if s.get("excerpt") else None,  # none before 0.10
         silent_dbfs=s.get("silent_dbfs", ScanSettings().silent_dbfs),
         limits=Limits(**s.get("limits", {})),
     )
