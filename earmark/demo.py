@@ -2,7 +2,7 @@
 
 Everything is generated from fixed seeds (no downloads): a catalogue of songs with rights metadata,
 and a dataset that holds excerpts of some of them (re-encoded, quieter, noisy, in a medley, sped up,
-slowed down, in a reverberant room, buried under louder music),
+slowed down, in a reverberant room, buried under louder music, spliced into other music),
 unregistered songs by the same "artists", noise, silence and a broken file.
 """
 
@@ -99,6 +99,10 @@ def build_demo_data(root: Path) -> dict[str, set[str]]:
     under = synth.same_artist_song(600, 2, duration=10.0, sr=SR)
     buried = synth.mix_at_snr(_excerpt(songs["DEMO006"], 30.0, 10.0), under, -9)
     put("edits/g_buried.wav", buried, {"DEMO006"})
+    # 3 s of a song spliced into 10 s of other (unregistered) music: an excerpt
+    spliced = synth.same_artist_song(703, 2, duration=10.0, sr=SR)
+    spliced[int(3.0 * SR): int(6.0 * SR)] = _excerpt(songs["DEMO002"], 32.0, 3.0)
+    put("edits/h_excerpt.wav", spliced, {"DEMO002"})
     # negative controls: same artists, not registered; noise; silence; a broken file
     for j in range(3):
         put(f"other/unregistered_{j}.wav", synth.same_artist_song(500 + j, j, duration=20.0, sr=SR), set())
@@ -150,6 +154,10 @@ def run_demo(
                 line += (f"\n            whole item under other sound: {m['n_distinct']} of "
                          f"{m['n_items']} recording peaks coincide, {100 * m['unmasked']:.1f} % of its "
                          "loud peaks missing unmasked (mixture)")
+            if m.get("excerpt_fmp") is not None:
+                line += (f"\n            an excerpt among other audio: {m['n_distinct']} of {m['n_items']} "
+                         f"recording peaks found there, {100 * m['unmasked']:.1f} % of its loud peaks "
+                         "missing unmasked (excerpt check)")
         if rec["status"] in ("error", "no_signal"):
             line += f"  ({rec.get('error') or rec.get('reason')})"
         echo(line)

@@ -300,3 +300,8 @@ def test_the_demo_finds_every_planted_recording_and_nothing_else(tmp_path):
     assert (buried["track_id"], buried["family"]) == ("DEMO006", "mixture")
     assert abs(buried["ref_start"] - 30.0) < 0.05 and buried["unmasked"] <= 0.05
     assert any("whole item under other sound" in line for line in lines)
+    # 3 s spliced into other music: too short for the landmarks alone, confirmed by its peaks
+    (ex,) = recs["edits/h_excerpt.wav"]["matches"]
+    assert (ex["track_id"], ex["family"]) == ("DEMO002", "landmark") and ex["excerpt_fmp"] <= 1e-6
+    assert abs(ex["query_start"] - 3.0) < 0.3 and abs(ex["ref_start"] - 32.0) < 0.3
+    assert any("an excerpt among other audio" in line for line in lines)
