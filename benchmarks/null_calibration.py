@@ -352,32 +352,38 @@ def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
     return out
 
 
-def mixture_summary(res: list) -> dict[str, object]:
-    """Print the mixture verifier's table (unrelated items; same-artist items); return it."""
-    out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "offsets_per_recording": MIX_OFFSETS}
+def _tail_tables(res: list, at: int, out: dict[str, object], passing: str, key: str) -> dict[str, object]:
+    """Print and add to ``out`` the chance-event table of the ``MixtureTests`` at index ``at`` of each
+    result, unrelated and same-artist items apart; ``passing`` heads the column (JSON ``key``) of the
+    events that also pass the verifier's other tests."""
     groups = {"unrelated": [r for r in res if r[0] != SAME_ARTIST],
               "same_artist": [r for r in res if r[0] == SAME_ARTIST]}
-    print(f"\nmixture verifier: coincidence tails at {MIX_OFFSETS} random whole-item offsets per "
-          f"(null item, recording), at each pair's own dispersion (at least "
-          f"{mix.MixtureMatchConfig().dispersion:g}x independent peaks')")
     for name, sel in groups.items():
-        tests = sum(r[6].tests for r in sel)
+        tests = sum(r[at].tests for r in sel)
         rows = []
         print(f"  {name}: {len(sel)} items, {tests} tests")
-        print(f"  {'alpha':>6} {'predicted':>9} {'observed':>8} {'ratio':>6} {'masked':>6}  within 3x")
+        print(f"  {'alpha':>6} {'predicted':>9} {'observed':>8} {'ratio':>6} {passing:>9}  within 3x")
         for j, alpha in enumerate(MIX_ALPHAS):
-            obs = sum(r[6].events[j] for r in sel)
-            masked = sum(r[6].masked_events[j] for r in sel)
+            obs = sum(r[at].events[j] for r in sel)
+            passed = sum(r[at].masked_events[j] for r in sel)
             pred = alpha * tests
             ratio = obs / pred if pred else float("nan")
             seen = max(obs, pred) >= 20
             ok = seen and 1 / 3 <= ratio <= 3
-            print(f"  {alpha:6g} {pred:9.1f} {obs:8d} {ratio:6.2f} {masked:6d}  "
+            print(f"  {alpha:6g} {pred:9.1f} {obs:8d} {ratio:6.2f} {passed:9d}  "
                   f"{'yes' if ok else ('no' if seen else 'too few events')}")
-            rows.append({"alpha": alpha, "predicted": pred, "observed": obs, "ratio": ratio,
-                         "observed_passing_masking": masked})
+            rows.append({"alpha": alpha, "predicted": pred, "observed": obs, "ratio": ratio, key: passed})
         out[name] = {"items": len(sel), "tests": tests, "rows": rows}
     return out
+
+
+def mixture_summary(res: list) -> dict[str, object]:
+    """Print the mixture verifier's table (unrelated items; same-artist items); return it."""
+    print(f"\nmixture verifier: coincidence tails at {MIX_OFFSETS} random whole-item offsets per "
+          f"(null item, recording), at each pair's own dispersion (at least "
+          f"{mix.MixtureMatchConfig().dispersion:g}x independent peaks')")
+    return _tail_tables(res, 6, {"alphas": list(MIX_ALPHAS), "offsets_per_recording": MIX_OFFSETS},
+                        "masked", "observed_passing_masking")
 
 
 # -------------------------------------------------------------------------------- excerpt check
@@ -434,29 +440,11 @@ def item_excerpt_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
 
 def excerpt_summary(res: list) -> dict[str, object]:
     """Print the excerpt check's table (unrelated items; same-artist items); return it."""
-    out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "stretches_per_item": EXC_STRETCHES,
-                              "seconds": EXC_SECONDS, "offsets_per_recording": EXC_OFFSETS}
     print(f"\nexcerpt check: coincidence tails of {EXC_STRETCHES} random {EXC_SECONDS:g} s stretches per "
           f"null item at {EXC_OFFSETS} random offsets per recording, at each pair's own dispersion")
-    for name, sel in {"unrelated": [r for r in res if r[0] != SAME_ARTIST],
-                      "same_artist": [r for r in res if r[0] == SAME_ARTIST]}.items():
-        tests = sum(r[8].tests for r in sel)
-        rows = []
-        print(f"  {name}: {len(sel)} items, {tests} tests")
-        print(f"  {'alpha':>6} {'predicted':>9} {'observed':>8} {'ratio':>6} {'copy-like':>9}  within 3x")
-        for j, alpha in enumerate(MIX_ALPHAS):
-            obs = sum(r[8].events[j] for r in sel)
-            passing = sum(r[8].masked_events[j] for r in sel)
-            pred = alpha * tests
-            ratio = obs / pred if pred else float("nan")
-            seen = max(obs, pred) >= 20
-            ok = seen and 1 / 3 <= ratio <= 3
-            print(f"  {alpha:6g} {pred:9.1f} {obs:8d} {ratio:6.2f} {passing:9d}  "
-                  f"{'yes' if ok else ('no' if seen else 'too few events')}")
-            rows.append({"alpha": alpha, "predicted": pred, "observed": obs, "ratio": ratio,
-                         "observed_passing_rate_and_masking": passing})
-        out[name] = {"items": len(sel), "tests": tests, "rows": rows}
-    return out
+    out: dict[str, object] = {"alphas": list(MIX_ALPHAS), "stretches_per_item": EXC_STRETCHES,
+                              "seconds": EXC_SECONDS, "offsets_per_recording": EXC_OFFSETS}
+    return _tail_tables(res, 8, out, "copy-like", "observed_passing_rate_and_masking")
 
 
 # ------------------------------------------------------------------------------------ benchmark
