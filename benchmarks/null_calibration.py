@@ -317,18 +317,29 @@ class MixtureTests:
     masked_events: list[int] = field(default_factory=lambda: [0] * len(MIX_ALPHAS))
 
 
-def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
-                       config: mix.MixtureMatchConfig | None = None,
-                       offsets: int = MIX_OFFSETS) -> MixtureTests:
-    """Coincidence tails of ``x`` at ``offsets`` random whole-item offsets of every recording."""
+def null_item_peaks(x: np.ndarray, sr: int, reader: CatalogueReader,
+                    config: mix.MixtureMatchConfig | None = None) -> mix.ItemPeaks | None:
+    """A null item as the peak-level verifiers see it (``mixture.item_peaks``); None when the scan
+    would not judge it (silent, or no peaks)."""
     config = config or mix.MixtureMatchConfig()
-    pc = reader.landmark_config.peaks
     fa = fingerprint_samples(x, sr, reader.config, peaks=reader.landmark_config.query_peaks,
                              keep_spectrogram_s=len(x) / sr + 1)
-    out = MixtureTests()
     if fa.rms_dbfs < SILENT_DBFS or fa.spectrogram is None or not len(fa.peaks):  # type: ignore[arg-type]
+        return None
+    return mix.item_peaks(fa.peaks, fa.spectrogram, reader.landmark_config.peaks, config)  # type: ignore[arg-type]
+
+
+def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
+                       config: mix.MixtureMatchConfig | None = None,
+                       offsets: int = MIX_OFFSETS, *, item: mix.ItemPeaks | None = None) -> MixtureTests:
+    """Coincidence tails of ``x`` at ``offsets`` random whole-item offsets of every recording
+    (``item``: ``x`` already prepared by :func:`null_item_peaks`)."""
+    config = config or mix.MixtureMatchConfig()
+    pc = reader.landmark_config.peaks
+    out = MixtureTests()
+    item = item or null_item_peaks(x, sr, reader, config)
+    if item is None:
         return out
-    item = mix.item_peaks(fa.peaks, fa.spectrogram, pc, config)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     for rid, rec in sorted(reader.recordings.items()):
         ref_frames = int(rec.duration_s / pc.frame_duration)
@@ -391,7 +402,8 @@ EXC_STRETCHES, EXC_OFFSETS, EXC_SECONDS = 3, 30, 4.0
 
 
 def item_excerpt_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: int,
-                       config: mix.MixtureMatchConfig | None = None) -> MixtureTests:
+                       config: mix.MixtureMatchConfig | None = None, *,
+                       item: mix.ItemPeaks | None = None) -> MixtureTests:
     """The excerpt check's coincidence tails (``earmark.match.excerpt.evidence`` before its
     Bonferroni factor): ``EXC_STRETCHES`` random stretches of ``EXC_SECONDS`` of ``x``, each taken as
     an item of its own (its own peak occupancy) and compared with every recording at ``EXC_OFFSETS``
@@ -401,14 +413,10 @@ def item_excerpt_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
     whole = replace(config, min_share=1.0)
     excerpt = ExcerptConfig()
     pc = reader.landmark_config.peaks
-    fa = fingerprint_samples(x, sr, reader.config, peaks=reader.landmark_config.query_peaks,
-                             keep_spectrogram_s=len(x) / sr + 1)
     out = MixtureTests()
-    if fa.rms_dbfs < SILENT_DBFS or fa.spectrogram is None or not len(fa.peaks):  # type: ignore[arg-type]
-        return out
-    item = mix.item_peaks(fa.peaks, fa.spectrogram, pc, config)  # type: ignore[arg-type]
+    item = item or null_item_peaks(x, sr, reader, config)
     n = int(EXC_SECONDS / pc.frame_duration)
-    if item.n_frames < n:
+    if item is None or item.n_frames < n:
         return out
     rng = np.random.default_rng(seed)
     for f0 in rng.integers(0, item.n_frames - n + 1, EXC_STRETCHES):
@@ -492,8 +500,11 @@ def _job(task: tuple[str, str, int]) -> tuple:
         return kind, ref, dur, st, EnvelopeTests(), 0.0, MixtureTests(), cp, MixtureTests()
     env, env_lf = item_envelope_tests(x, sr, reader, _R["inflation"])  # type: ignore[arg-type]
     seed = i if kind == "generated" else zlib.crc32(ref.encode())
-    mixt = item_mixture_tests(x, sr, reader, seed=seed)
-    return kind, ref, dur, st, env, env_lf, mixt, cp, item_excerpt_tests(x, sr, reader, seed=seed + 1)
+    item = null_item_peaks(x, sr, reader)  # once for both peak-level verifiers
+    if item is None:
+        return kind, ref, dur, st, env, env_lf, MixtureTests(), cp, MixtureTests()
+    mixt = item_mixture_tests(x, sr, reader, seed=seed, item=item)
+    return kind, ref, dur, st, env, env_lf, mixt, cp, item_excerpt_tests(x, sr, reader, seed + 1, item=item)
 
 
 def main() -> None:
