@@ -335,12 +335,22 @@ def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
     """Coincidence tails of ``x`` at ``offsets`` random whole-item offsets of every recording
     (``item``: ``x`` already prepared by :func:`null_item_peaks`)."""
     config = config or mix.MixtureMatchConfig()
-    pc = reader.landmark_config.peaks
     out = MixtureTests()
     item = item or null_item_peaks(x, sr, reader, config)
     if item is None:
         return out
-    rng = np.random.default_rng(seed)
+    _chance_tails(item, reader, np.random.default_rng(seed), offsets, config, out,
+                  lambda ev, ref, o: mix.unmasked_share(item, ref, o, config) <= config.max_unmasked)
+    return out
+
+
+def _chance_tails(item: mix.ItemPeaks, reader: CatalogueReader, rng: np.random.Generator, offsets: int,
+                  config: mix.MixtureMatchConfig, out: MixtureTests,
+                  passes: Callable[[mix.Evidence, tuple, int], bool]) -> None:
+    """Add to ``out`` the coincidence tails of ``item`` at ``offsets`` random offsets of every recording
+    longer than it, each at the pair's own dispersion (as the verifiers take it); an event that also
+    ``passes(evidence, recording peaks, offset)`` the verifier's other tests counts in ``masked_events``."""
+    pc = reader.landmark_config.peaks
     for rid, rec in sorted(reader.recordings.items()):
         ref_frames = int(rec.duration_s / pc.frame_duration)
         if ref_frames <= item.n_frames:
@@ -355,12 +365,11 @@ def item_mixture_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
             tail = mix.pair_tail(ev, local)
             if tail > math.log10(MIX_ALPHAS[0]):
                 continue
-            masked = mix.unmasked_share(item, ref, int(o), config) <= config.max_unmasked
+            passed = passes(ev, ref, int(o))
             for j, alpha in enumerate(MIX_ALPHAS):
                 if tail <= math.log10(alpha):
                     out.events[j] += 1
-                    out.masked_events[j] += masked
-    return out
+                    out.masked_events[j] += passed
 
 
 def _tail_tables(res: list, at: int, out: dict[str, object], passing: str, key: str) -> dict[str, object]:
@@ -422,27 +431,12 @@ def item_excerpt_tests(x: np.ndarray, sr: int, reader: CatalogueReader, seed: in
     for f0 in rng.integers(0, item.n_frames - n + 1, EXC_STRETCHES):
         hit = item.hit[f0: f0 + n]
         part = mix.ItemPeaks(hit=hit, occupancy=hit.mean(axis=0), spectrogram=item.spectrogram[f0: f0 + n])
-        for rid, rec in sorted(reader.recordings.items()):
-            ref_frames = int(rec.duration_s / pc.frame_duration)
-            if ref_frames <= n:
-                continue
-            ref = reader.peak_map(rid)
-            local = mix.local_dispersion(part, ref, ref_frames, whole)
-            for o in np.sort(rng.integers(0, ref_frames - n, EXC_OFFSETS)):
-                ev = mix.coincidence(part, ref, ref_frames, np.array([o]), whole)
-                if ev is None or ev.compared == 0:
-                    continue
-                out.tests += 1
-                tail = mix.pair_tail(ev, local)
-                if tail > math.log10(MIX_ALPHAS[0]):
-                    continue
-                copy_like = (ev.coincident >= excerpt.min_rate * ev.compared
-                             and ev.compared >= excerpt.min_peaks
-                             and mix.unmasked_share(part, ref, int(o), whole) <= excerpt.max_unmasked)
-                for j, alpha in enumerate(MIX_ALPHAS):
-                    if tail <= math.log10(alpha):
-                        out.events[j] += 1
-                        out.masked_events[j] += copy_like
+
+        def copy_like(ev: mix.Evidence, ref: tuple, o: int, part: mix.ItemPeaks = part) -> bool:
+            return (ev.coincident >= excerpt.min_rate * ev.compared and ev.compared >= excerpt.min_peaks
+                    and mix.unmasked_share(part, ref, o, whole) <= excerpt.max_unmasked)
+
+        _chance_tails(part, reader, rng, EXC_OFFSETS, whole, out, copy_like)
     return out
 
 
